@@ -1,0 +1,48 @@
+"""Building blocks shared by several backbones."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ConvBlock2d", "pool_stage"]
+
+
+class ConvBlock2d(nn.Module):
+    """Conv2d (same padding) → BatchNorm → ReLU → MaxPool, the ``Conv_2d`` of the published taggers.
+
+    Attribute names (``conv``, ``bn``) follow the published implementation so checkpoints map 1:1.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size (odd).
+        pool: Max-pool size ``(freq, time)``; ``(1, 1)`` disables pooling.
+
+    Shape:
+        ``[batch, in_channels, freq, time]`` → ``[batch, out_channels, freq // pf, time // pt]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        pool: tuple[int, int] | int = 2,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.relu(self.bn(self.conv(x))))
+
+
+def pool_stage(x: torch.Tensor) -> torch.Tensor:
+    """Global mean over every axis after the channel axis: ``[batch, channels, ...]`` → ``[batch, channels]``.
+
+    Used to turn intermediate stage outputs into fixed-size multi-layer embeddings.
+    """
+    return x.flatten(2).mean(-1) if x.dim() > 2 else x
