@@ -1,0 +1,25 @@
+"""Shared test fixtures and paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# ../shared beside the checkout (CI has it); MUSICTAG_SHARED overrides
+SHARED = Path(os.environ.get("MUSICTAG_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"shared data folder not found at {SHARED}; set MUSICTAG_SHARED")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _quiet_wandb(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
