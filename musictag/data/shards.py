@@ -429,6 +429,9 @@ def _entries(split: str, items: list[AudioItem]) -> list[dict[str, Any]]:
 
 def _probe(path: str) -> tuple[int, int] | str:
     """``(frames, sample_rate)`` from the header, or the reason it can't be used."""
+    if not os.path.isfile(path):
+        # libsndfile reports a missing file as a vague "System error"
+        return "file not found"
     try:
         info = sf.info(path)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a per-file failure
