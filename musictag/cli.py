@@ -59,7 +59,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             continue
         rows.append((f, result.top(args.top_k)))
     if args.format == "json":
-        json.dump([{"file": f, "tags": [{"tag": t, "score": round(s, 6)} for t, s in top]} for f, top in rows], sys.stdout, indent=2)
+        json.dump(
+            [
+                {"file": f, "tags": [{"tag": t, "score": round(s, 6)} for t, s in top]}
+                for f, top in rows
+            ],
+            sys.stdout,
+            indent=2,
+        )
         print()
     elif args.format == "csv":
         w = csv.writer(sys.stdout)
@@ -82,13 +89,20 @@ def _cmd_prepare(argv: Sequence[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in PREPARERS:
         names = ", ".join(sorted(PREPARERS))
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"musictag prepare: unknown collection {argv[0]!r}; choose one of: {names}", file=sys.stderr)
+            print(
+                f"musictag prepare: unknown collection {argv[0]!r}; choose one of: {names}",
+                file=sys.stderr,
+            )
             return 2
-        print(f"usage: musictag prepare {{{names}}} --root ROOT --out OUT [options]\n"
-              "       musictag prepare COLLECTION --help  (its options)")
+        print(
+            f"usage: musictag prepare {{{names}}} --root ROOT --out OUT [options]\n"
+            "       musictag prepare COLLECTION --help  (its options)"
+        )
         return 0
     name = argv[0]
-    report = jsonargparse.CLI(get_preparer(name), args=list(argv[1:]), prog=f"musictag prepare {name}")
+    report = jsonargparse.CLI(
+        get_preparer(name), args=list(argv[1:]), prog=f"musictag prepare {name}"
+    )
     print(
         f"{name}: {report.n_written} tracks written to {report.out_dir}, {report.n_failed} failed"
         + (f" (listed in {report.out_dir / 'failures.tsv'})" if report.n_failed else "")
@@ -96,21 +110,39 @@ def _cmd_prepare(argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_convert_sota(args: argparse.Namespace) -> int:
+    from .pretrained import save_sota_checkpoint
+
+    out = save_sota_checkpoint(args.path, args.arch, args.dataset, args.output)
+    print(f"wrote {out} ({args.arch} trained on {args.dataset}); load it with musictag.load_tagger")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``musictag`` command."""
-    p = argparse.ArgumentParser(prog="musictag", description="Music auto-tagging with PyTorch Lightning.")
+    p = argparse.ArgumentParser(
+        prog="musictag", description="Music auto-tagging with PyTorch Lightning."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="command", required=True)
     # listed for --help; handled before argparse (its options come from each preparer)
-    sub.add_parser("prepare", help="prepare a collection into shards: musictag prepare COLLECTION --help")
+    sub.add_parser(
+        "prepare", help="prepare a collection into shards: musictag prepare COLLECTION --help"
+    )
 
-    d = sub.add_parser("demo", help="generate the synthetic collection, train a CRNN on CPU, test it")
+    d = sub.add_parser(
+        "demo", help="generate the synthetic collection, train a CRNN on CPU, test it"
+    )
     d.add_argument("--out", default="musictag-demo", help="output folder (default: %(default)s)")
     d.add_argument("--clips", type=int, default=400, help="synthetic clips (default: %(default)s)")
     d.add_argument("--seconds", type=float, default=4.0, help="clip length (default: %(default)s)")
-    d.add_argument("--minutes", type=float, default=3.0, help="training budget (default: %(default)s)")
+    d.add_argument(
+        "--minutes", type=float, default=3.0, help="training budget (default: %(default)s)"
+    )
     d.add_argument("--epochs", type=int, default=30, help="maximum epochs (default: %(default)s)")
-    d.add_argument("--workers", type=int, default=1, help="data-loader workers (default: %(default)s)")
+    d.add_argument(
+        "--workers", type=int, default=1, help="data-loader workers (default: %(default)s)"
+    )
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)
@@ -120,10 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("files", nargs="+", help="audio files")
     r.add_argument("--top-k", type=int, default=5, help="tags per file (default: %(default)s)")
     r.add_argument("--format", choices=("text", "json", "csv"), default="text")
-    r.add_argument("--hop-seconds", type=float, default=None, help="window hop; default: the model's input length")
+    r.add_argument(
+        "--hop-seconds",
+        type=float,
+        default=None,
+        help="window hop; default: the model's input length",
+    )
     r.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     r.add_argument("--aggregate", choices=("mean", "max"), default="mean")
     r.set_defaults(func=_cmd_predict)
+
+    c = sub.add_parser(
+        "convert-sota",
+        help="convert a published Won et al. (2020) checkpoint into a musictag checkpoint",
+    )
+    c.add_argument("path", help="best_model.pth of minzwon/sota-music-tagging-models")
+    c.add_argument("--arch", required=True, choices=("fcn", "crnn", "musicnn"))
+    c.add_argument("--dataset", required=True, choices=("mtat", "msd", "jamendo"))
+    c.add_argument("-o", "--output", required=True, help="output .ckpt")
+    c.set_defaults(func=_cmd_convert_sota)
     return p
 
 

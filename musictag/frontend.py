@@ -132,7 +132,9 @@ class LogMelFrontend(nn.Module):
             ``[batch, 1, n_mels, frames]``.
         """
         if waveform.dim() != 2:
-            raise ValueError(f"expected a waveform of shape [batch, samples], got {tuple(waveform.shape)}")
+            raise ValueError(
+                f"expected a waveform of shape [batch, samples], got {tuple(waveform.shape)}"
+            )
         db = 10.0 * torch.log10(torch.clamp(self.power_mel(waveform), min=self.amin))
         if self.top_db is not None:
             floor = db.amax(dim=(-2, -1), keepdim=True) - self.top_db
@@ -166,7 +168,9 @@ class WaveformFrontend(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() != 2:
-            raise ValueError(f"expected a waveform of shape [batch, samples], got {tuple(waveform.shape)}")
+            raise ValueError(
+                f"expected a waveform of shape [batch, samples], got {tuple(waveform.shape)}"
+            )
         return waveform.unsqueeze(1)
 
 
@@ -192,4 +196,3 @@ def build_frontend(name: str, sample_rate: int, **kwargs) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown frontend {name!r}; known: {sorted(FRONTENDS)}") from None
     return cls(sample_rate=sample_rate, **kwargs)
-

@@ -22,6 +22,7 @@ from .losses import build_loss
 from .metrics import per_tag_ap, tagging_metrics
 from .models.base import Backbone
 from .models.blocks import pool_stage
+from .models.nonlocal_block import insert_nonlocal
 from .models.registry import build_backbone
 from .tta import aggregate
 
@@ -78,6 +79,8 @@ class Tagger(pl.LightningModule):
         plateau_patience: Epochs without improvement before the plateau scheduler decays.
         monitor: Metric the scheduler (and the usual checkpoint callback) follows.
         eval_chunk_size: Maximum crops per forward pass during evaluation (bounds memory).
+        nonlocal_after: Backbone stages to follow with a non-local block (Wang et al. 2018), e.g.
+            ``["layer2", "layer3"]``; see :func:`~musictag.models.nonlocal_block.insert_nonlocal`.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class Tagger(pl.LightningModule):
         plateau_patience: int = 5,
         monitor: str = "val/pr_auc_macro",
         eval_chunk_size: int = 64,
+        nonlocal_after: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -119,6 +123,8 @@ class Tagger(pl.LightningModule):
             backbone, n_mels=getattr(self.frontend, "n_mels", None), **dict(backbone_kwargs or {})
         )
         self.head = TagHead(self.backbone.embed_dim, n_tags, head_dropout)
+        if nonlocal_after:  # after the head, so the other weights are drawn as without it
+            insert_nonlocal(self.backbone, list(nonlocal_after))
         self.loss_name = loss or ("bce" if multi_label else "ce")
         self.criterion = build_loss(self.loss_name, pos_weight, focal_gamma)
         self._build_metrics(n_tags)
@@ -231,7 +237,9 @@ class Tagger(pl.LightningModule):
         ``Preset.load_from_checkpoint(path)`` rebuilds the same model.
         """
         frame = inspect.currentframe()
-        self.save_hyperparameters(ignore=list(self._PRESET_OWNED), frame=frame.f_back if frame else None)
+        self.save_hyperparameters(
+            ignore=list(self._PRESET_OWNED), frame=frame.f_back if frame else None
+        )
 
     _PRESET_OWNED = ("backbone", "backbone_kwargs", "frontend")
 
@@ -269,7 +277,9 @@ class Tagger(pl.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         audio, target = batch["audio"], batch["target"]
         if audio.dim() != 2:
-            raise ValueError(f"training batches hold one crop per track [B, samples], got {tuple(audio.shape)}")
+            raise ValueError(
+                f"training batches hold one crop per track [B, samples], got {tuple(audio.shape)}"
+            )
         loss = self.criterion(self(audio), target)
         self.log("train/loss", loss, prog_bar=True, batch_size=audio.shape[0])
         return loss

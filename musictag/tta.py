@@ -15,19 +15,26 @@ AGGREGATIONS = ("mean", "max")
 
 
 def eval_crop_starts(num_samples: int, crop_samples: int, k: int) -> list[int]:
-    """Start offsets of ``k`` evenly spaced crops, as in the published evaluation code.
+    """Start samples of the ``k`` evenly spaced evaluation crops of a track.
 
-    ``hop = (num_samples - crop_samples) // k`` and the starts are ``i · hop`` for ``i < k``: the
-    first crop begins at 0 and the last one does not quite reach the end. A track shorter than a
-    crop gives ``k`` starts at 0 (the crop is zero-padded).
+    As in the published protocol (Won et al. 2020, ``eval.py``): ``hop = (len - crop) // k`` and
+    crop ``i`` starts at ``i * hop``, so the first crop starts at 0 and the last one usually
+    stops short of the end. A track shorter than a crop gives ``k`` starts at 0 (the crop is
+    zero-padded at the end).
 
     Args:
         num_samples: Track length in samples.
         crop_samples: Crop length in samples.
         k: Number of crops.
+
+    Returns:
+        ``k`` start indices, non-decreasing.
     """
-    if k < 1:
-        raise ValueError(f"need at least one crop, got k={k}")
+    if k < 1 or crop_samples < 1 or num_samples < 0:
+        raise ValueError(
+            f"need k >= 1, crop_samples >= 1, num_samples >= 0; "
+            f"got k={k}, crop_samples={crop_samples}, num_samples={num_samples}"
+        )
     hop = max(0, (num_samples - crop_samples) // k)
     return [i * hop for i in range(k)]
 

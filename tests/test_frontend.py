@@ -20,9 +20,36 @@ def _signal(seconds=1.5, sr=16000, seed=0):
 @pytest.mark.parametrize(
     "settings",
     [
-        dict(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, f_min=0.0, f_max=8000.0, mel_scale="htk", norm=None),
-        dict(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=128, f_min=30.0, f_max=11025.0, mel_scale="slaney", norm="slaney"),
-        dict(sample_rate=16000, n_fft=400, hop_length=160, n_mels=64, f_min=50.0, f_max=7600.0, mel_scale="htk", norm="slaney"),
+        dict(
+            sample_rate=16000,
+            n_fft=512,
+            hop_length=256,
+            n_mels=96,
+            f_min=0.0,
+            f_max=8000.0,
+            mel_scale="htk",
+            norm=None,
+        ),
+        dict(
+            sample_rate=22050,
+            n_fft=1024,
+            hop_length=512,
+            n_mels=128,
+            f_min=30.0,
+            f_max=11025.0,
+            mel_scale="slaney",
+            norm="slaney",
+        ),
+        dict(
+            sample_rate=16000,
+            n_fft=400,
+            hop_length=160,
+            n_mels=64,
+            f_min=50.0,
+            f_max=7600.0,
+            mel_scale="htk",
+            norm="slaney",
+        ),
     ],
 )
 def test_power_mel_matches_librosa(settings):
@@ -30,10 +57,19 @@ def test_power_mel_matches_librosa(settings):
     fe = LogMelFrontend(**settings, standardize=False)
     ours = fe.power_mel(torch.from_numpy(x)[None])[0].double().numpy()
     ref = librosa.feature.melspectrogram(
-        y=x.astype(np.float64), sr=settings["sample_rate"], n_fft=settings["n_fft"],
-        hop_length=settings["hop_length"], n_mels=settings["n_mels"], fmin=settings["f_min"],
-        fmax=settings["f_max"], htk=settings["mel_scale"] == "htk", norm=settings["norm"],
-        power=2.0, center=True, pad_mode="reflect", window="hann",
+        y=x.astype(np.float64),
+        sr=settings["sample_rate"],
+        n_fft=settings["n_fft"],
+        hop_length=settings["hop_length"],
+        n_mels=settings["n_mels"],
+        fmin=settings["f_min"],
+        fmax=settings["f_max"],
+        htk=settings["mel_scale"] == "htk",
+        norm=settings["norm"],
+        power=2.0,
+        center=True,
+        pad_mode="reflect",
+        window="hann",
     )
     assert ours.shape == ref.shape == (settings["n_mels"], fe.num_frames(x.size))
     # relative error where the reference carries energy (tiny bins are float32 round-off)
@@ -47,10 +83,14 @@ def test_log_matches_power_to_db_and_top_db():
     fe = LogMelFrontend(standardize=False)
     p = fe.power_mel(torch.from_numpy(x)[None])[0].double().numpy()
     db = fe(torch.from_numpy(x)[None])[0, 0].double().numpy()
-    np.testing.assert_allclose(db, librosa.power_to_db(p, ref=1.0, amin=1e-10, top_db=None), atol=1e-4)
+    np.testing.assert_allclose(
+        db, librosa.power_to_db(p, ref=1.0, amin=1e-10, top_db=None), atol=1e-4
+    )
     fe80 = LogMelFrontend(standardize=False, top_db=30.0)
     db80 = fe80(torch.from_numpy(x)[None])[0, 0].double().numpy()
-    np.testing.assert_allclose(db80, librosa.power_to_db(p, ref=1.0, amin=1e-10, top_db=30.0), atol=1e-4)
+    np.testing.assert_allclose(
+        db80, librosa.power_to_db(p, ref=1.0, amin=1e-10, top_db=30.0), atol=1e-4
+    )
     assert db80.min() >= db80.max() - 30.0 - 1e-4 and db.min() < db.max() - 30.0
 
 
@@ -63,7 +103,13 @@ def test_silence_hits_the_clamp_not_minus_infinity():
 def test_buffers_exist_at_construction_and_restore_bit_identically():
     a = LogMelFrontend(n_mels=64)
     names = {n for n, _ in a.named_buffers()}
-    assert {"mel.mel_basis", "mel.stft.wsin", "mel.stft.wcos", "bn.running_mean", "bn.running_var"} <= names
+    assert {
+        "mel.mel_basis",
+        "mel.stft.wsin",
+        "mel.stft.wcos",
+        "bn.running_mean",
+        "bn.running_var",
+    } <= names
     a.bn.running_mean.fill_(-10.0)
     a.bn.running_var.fill_(300.0)
     b = LogMelFrontend(n_mels=64)

@@ -25,13 +25,23 @@ def test_metrics_equal_sklearn_macro_and_micro():
     for sl in (slice(0, 13), slice(13, 120), slice(120, 200)):
         m.update(torch.from_numpy(scores[sl]), torch.from_numpy(target[sl]))
     got = {k: float(v) for k, v in m.compute().items()}
-    assert got["pr_auc_macro"] == pytest.approx(average_precision_score(target, scores, average="macro"), abs=1e-5)
-    assert got["pr_auc_micro"] == pytest.approx(average_precision_score(target, scores, average="micro"), abs=1e-5)
-    assert got["roc_auc_macro"] == pytest.approx(roc_auc_score(target, scores, average="macro"), abs=1e-5)
-    assert got["roc_auc_micro"] == pytest.approx(roc_auc_score(target, scores, average="micro"), abs=1e-5)
+    assert got["pr_auc_macro"] == pytest.approx(
+        average_precision_score(target, scores, average="macro"), abs=1e-5
+    )
+    assert got["pr_auc_micro"] == pytest.approx(
+        average_precision_score(target, scores, average="micro"), abs=1e-5
+    )
+    assert got["roc_auc_macro"] == pytest.approx(
+        roc_auc_score(target, scores, average="macro"), abs=1e-5
+    )
+    assert got["roc_auc_micro"] == pytest.approx(
+        roc_auc_score(target, scores, average="micro"), abs=1e-5
+    )
     ap = per_tag_ap(target.shape[1])
     ap.update(torch.from_numpy(scores), torch.from_numpy(target))
-    np.testing.assert_allclose(ap.compute().numpy(), average_precision_score(target, scores, average=None), atol=1e-5)
+    np.testing.assert_allclose(
+        ap.compute().numpy(), average_precision_score(target, scores, average=None), atol=1e-5
+    )
 
 
 def test_single_label_accuracy():

@@ -34,7 +34,13 @@ def test_aggregate_mean_and_max():
 
 def test_track_scores_are_the_mean_of_per_crop_outputs():
     torch.manual_seed(0)
-    model = CRNNTagger(n_tags=5, n_mels=32, pools=((2, 2), (2, 2), (2, 2), (4, 2)), crop_samples=8000, eval_chunk_size=3).eval()
+    model = CRNNTagger(
+        n_tags=5,
+        n_mels=32,
+        pools=((2, 2), (2, 2), (2, 2), (4, 2)),
+        crop_samples=8000,
+        eval_chunk_size=3,
+    ).eval()
     crops = torch.randn(2, 4, 8000) * 0.1
     with torch.no_grad():
         per_crop = torch.stack([torch.sigmoid(model(crops[:, i])) for i in range(4)], dim=1)

@@ -6,8 +6,13 @@ default input length, sample rate and frontend) are registered in :mod:`musictag
 
 from __future__ import annotations
 
+from .attention import CNNSA
 from .base import Backbone
 from .crnn import CRNN
+from .fcn import FCN
+from .harmonic import HarmonicCNN, HarmonicSTFT
+from .musicnn import Musicnn
+from .nonlocal_block import NonLocal2d, insert_nonlocal
 from .registry import (
     BACKBONES,
     ModelEntry,
@@ -18,13 +23,40 @@ from .registry import (
     register_backbone,
     register_model,
 )
+from .resnet import ResNet
+from .samplecnn import SampleCNN
+from .sequence import MelGRU, MelTransformer
+from .shortchunk import ShortChunkCNN, ShortChunkResNet
 
 register_backbone("crnn", CRNN)
+register_backbone("fcn", FCN)
+register_backbone("musicnn", Musicnn)
+register_backbone("samplecnn", SampleCNN)
+register_backbone("short_chunk_cnn", ShortChunkCNN)
+register_backbone("short_chunk_resnet", ShortChunkResNet)
+register_backbone("harmonic_cnn", HarmonicCNN)
+register_backbone("cnnsa", CNNSA)
+register_backbone("mel_gru", MelGRU)
+register_backbone("mel_transformer", MelTransformer)
+register_backbone("resnet", ResNet)
 
 __all__ = [
     "BACKBONES",
     "Backbone",
     "CRNN",
+    "FCN",
+    "Musicnn",
+    "SampleCNN",
+    "CNNSA",
+    "HarmonicCNN",
+    "HarmonicSTFT",
+    "MelGRU",
+    "MelTransformer",
+    "NonLocal2d",
+    "ResNet",
+    "ShortChunkCNN",
+    "ShortChunkResNet",
+    "insert_nonlocal",
     "ModelEntry",
     "build_backbone",
     "create_model",

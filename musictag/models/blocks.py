@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ConvBlock2d", "pool_stage"]
+__all__ = ["ConvBlock1d", "ConvBlock2d", "pool_stage"]
 
 
 class ConvBlock2d(nn.Module):
@@ -35,6 +35,40 @@ class ConvBlock2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
         self.pool = nn.MaxPool2d(pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.relu(self.bn(self.conv(x))))
+
+
+class ConvBlock1d(nn.Module):
+    """Conv1d (same padding) → BN → ReLU → MaxPool, the ``Conv_1d`` of the published taggers.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Kernel size (odd).
+        stride: Convolution stride.
+        pool: Max-pool size; 1 disables pooling.
+
+    Shape:
+        ``[batch, in_channels, time]`` → ``[batch, out_channels, time // (stride · pool)]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        pool: int = 1,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2
+        )
+        self.bn = nn.BatchNorm1d(out_channels)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool1d(pool) if pool > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.relu(self.bn(self.conv(x))))

@@ -47,7 +47,9 @@ class CRNN(Backbone):
         super().__init__()
         channels, pools = list(channels), [tuple(p) for p in pools]
         if len(channels) != len(pools):
-            raise ValueError(f"channels ({len(channels)}) and pools ({len(pools)}) differ in length")
+            raise ValueError(
+                f"channels ({len(channels)}) and pools ({len(pools)}) differ in length"
+            )
         freq = n_mels
         for p in pools:
             freq //= p[0]

@@ -73,11 +73,18 @@ def test_training_step_and_checkpoint_round_trip(model, tmp_path):
     x = _inputs(model, batch=2)
     y = torch.zeros(2, N_TAGS)
     y[0, 0] = y[1, 1] = 1
-    loader = torch.utils.data.DataLoader([{"audio": x[i], "target": y[i]} for i in range(2)], batch_size=2)
+    loader = torch.utils.data.DataLoader(
+        [{"audio": x[i], "target": y[i]} for i in range(2)], batch_size=2
+    )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = pl.Trainer(
-        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path,
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
     )
     trainer.fit(model, train_dataloaders=loader)
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]

@@ -1,0 +1,585 @@
+"""Stream crops from WebDataset shards into batches: the TagDataModule.
+
+Training takes one random crop per track; validation and test take ``eval_crops`` evenly spaced
+crops per track (the published protocol), which the tagger averages. Shards are split across
+DDP ranks and DataLoader workers by webdataset; nothing but FLAC and JSON members is decoded.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import logging
+import os
+import random
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset
+
+from musictag.data.shards import audio_info, decode_audio, decode_json, load_manifest, shard_urls
+from musictag.data.vocab import TagVocab
+from musictag.tta import eval_crop_starts
+
+__all__ = ["TagDataModule", "eval_crop_starts"]
+
+log = logging.getLogger(__name__)
+
+_VAL_SPLITS = ("val", "valid", "validation")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # pipe:, http://, s3://, file: (not C:\)
+_SEED_MASK = (1 << 63) - 1
+
+
+def _is_url(s: str) -> bool:
+    return bool(_URL.match(s))
+
+
+def _expand_patterns(patterns: str | Sequence[str], base: Path | None) -> list[str]:
+    """Expand shard patterns: brace ranges, globs (sorted), relative paths, URLs.
+
+    Local relative paths are taken relative to ``base`` (the data module's ``root``) when given.
+    URLs (``pipe:``, ``http://``, ...) are brace-expanded and passed through unchanged.
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    urls: list[str] = []
+    missing: list[str] = []
+    for pattern in patterns:
+        # expand_urls: '::' separated lists, ${WDS_*} variables and {a..b} ranges, as webdataset
+        for item in wds.shardlists.expand_urls(str(pattern)):
+            if _is_url(item):
+                urls.append(item)
+                continue
+            path = Path(item).expanduser()
+            if base is not None and not path.is_absolute():
+                path = base / path
+            if glob.has_magic(str(path)):
+                matches = sorted(glob.glob(str(path)))
+                if not matches:
+                    raise FileNotFoundError(f"no shard matches {str(path)!r} (from {pattern!r})")
+                urls.extend(matches)
+            elif path.is_file():
+                urls.append(str(path))
+            else:
+                missing.append(str(path))
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise FileNotFoundError(
+            f"{len(missing)} shard(s) of {list(patterns)!r} do not exist: {shown}"
+        )
+    if not urls:
+        raise ValueError(f"the shard pattern(s) {patterns!r} expand to no shard")
+    return urls
+
+
+def _wanted_member(name: str) -> bool:
+    # Only these members are read from the tar; anything else (.pyd, .pickle, ...) is skipped
+    # unread, so nothing is ever unpickled.
+    return name.endswith((".flac", ".json"))
+
+
+def _member(sample: dict[str, Any], ext: str) -> bytes:
+    if ext in sample:
+        return sample[ext]
+    for k, v in sample.items():  # keys holding dots give suffixes like "part2.flac"
+        if k.endswith("." + ext):
+            return v
+    raise ValueError(
+        f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r} has no .{ext} member"
+    )
+
+
+def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "audio": torch.stack([s["audio"] for s in samples]),
+        "target": torch.stack([s["target"] for s in samples]),
+        "key": [s["key"] for s in samples],
+    }
+
+
+class _TrackStream(IterableDataset):
+    """One pass (or, in repeat mode, an endless stream) over the tracks of some shards.
+
+    Yields ``{"audio": [crop] or [K, crop], "target": [n_tags], "key": str}``.
+
+    The epoch is set by the loader (``set_epoch``) in the main process; a copy living in a
+    persistent worker counts its own passes on top of that, so every pass gets fresh shuffling.
+    """
+
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        vocab: TagVocab,
+        sample_rate: int,
+        crop_samples: int,
+        eval_crops: int | None,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        drop_untagged: bool = False,
+    ) -> None:
+        super().__init__()
+        self.urls = list(urls)
+        self.vocab = vocab
+        self.sample_rate = sample_rate
+        self.crop_samples = crop_samples
+        self.eval_crops = eval_crops  # None: training (one random crop, shuffled)
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed & _SEED_MASK
+        self.drop_untagged = drop_untagged
+        self.repeat = False
+        self.epoch = 0
+        self._passes = 0
+        self._dist: tuple[int, int] | None = None
+
+    @property
+    def training(self) -> bool:
+        return self.eval_crops is None
+
+    def set_epoch(self, epoch: int, repeat: bool = False) -> None:
+        """Set the epoch (and record the DDP rank here, in the main process)."""
+        self.epoch = epoch
+        self.repeat = repeat
+        self._passes = 0
+        self._dist = tuple(wds.utils.pytorch_worker_info()[:2])
+
+    def _shard_source(self, epoch: int, rank: int, world: int) -> Iterator[dict[str, str]]:
+        """This rank's shards: shuffled with a seed shared by all ranks, then split by rank."""
+
+        def one_round(r: int) -> list[str]:
+            if not self.training:
+                return self.urls
+            order = np.random.default_rng([self.seed, epoch, r]).permutation(len(self.urls))
+            return [self.urls[i] for i in order]
+
+        rounds = itertools.count() if self.repeat else range(1)
+        stream = itertools.chain.from_iterable(one_round(r) for r in rounds)
+        for url in itertools.islice(stream, rank, None, world):
+            yield {"url": url}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch = self.epoch + self._passes
+        self._passes += 1
+        rank, world = self._dist or tuple(wds.utils.pytorch_worker_info()[:2])
+        worker = torch.utils.data.get_worker_info()
+        worker_id = worker.id if worker is not None else 0
+        crop_seq, buffer_seq = np.random.SeedSequence([self.seed, epoch, rank, worker_id]).spawn(2)
+        stages: list[Any] = [
+            partial(self._shard_source, epoch, rank, world),
+            wds.split_by_worker,
+            wds.tarfile_to_samples(select_files=_wanted_member),
+            partial(self._samples, rng=np.random.default_rng(crop_seq)),
+        ]
+        if self.training and self.shuffle_buffer > 1:
+            # Shuffle crops, not whole tracks: crops are small and of fixed size.
+            rng = random.Random(int(buffer_seq.generate_state(1, np.uint64)[0]))
+            stages.append(wds.shuffle(self.shuffle_buffer, self.shuffle_buffer, rng=rng))
+        return iter(wds.DataPipeline(*stages))
+
+    def _samples(
+        self, raw: Iterator[dict[str, Any]], rng: np.random.Generator
+    ) -> Iterator[dict[str, Any]]:
+        for sample in raw:
+            meta = decode_json(_member(sample, "json"))
+            target = self.vocab.encode(meta.get("tags", []))
+            if self.drop_untagged and not target.any():
+                continue
+            flac = _member(sample, "flac")
+            key = str(meta.get("key", sample["__key__"]))
+            n, sr = audio_info(flac)
+            if sr != self.sample_rate:
+                raise ValueError(
+                    f"track {key!r} in {sample.get('__url__')} is at {sr} Hz but the data module "
+                    f"expects {self.sample_rate} Hz; rewrite the shards or fix sample_rate"
+                )
+            crop = self.crop_samples
+            if self.training:
+                start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
+                audio = _pad(decode_audio(flac, start, crop), crop)
+            else:
+                starts = eval_crop_starts(n, crop, self.eval_crops)
+                full = _pad(decode_audio(flac, 0, min(n, starts[-1] + crop)), starts[-1] + crop)
+                audio = full[np.asarray(starts)[:, None] + np.arange(crop)]
+            yield {
+                "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
+                "target": torch.from_numpy(target),
+                "key": key,
+            }
+
+
+def _pad(x: np.ndarray, length: int) -> np.ndarray:
+    """Zero-pad ``x`` at the end to ``length`` samples."""
+    if len(x) >= length:
+        return x[:length]
+    return np.concatenate([x, np.zeros(length - len(x), dtype=x.dtype)])
+
+
+class _StreamLoader(DataLoader):
+    """DataLoader that tells its stream the epoch and DDP rank before each pass.
+
+    The rank is read here, in the main process, because spawned workers cannot see it.
+
+    Training (``even_ranks=True``): with one process an epoch is one pass over the tracks. With
+    several DDP ranks every rank must run the same number of steps (or the gradient all-reduce
+    hangs), so each rank streams its shards endlessly and an epoch is cut at
+    ``n_samples // (world_size * batch_size)`` batches.
+    """
+
+    def __init__(
+        self,
+        dataset: _TrackStream,
+        *,
+        even_ranks: bool = False,
+        n_samples: int | None = None,
+        epoch_fn: Callable[[], int | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dataset, **kwargs)
+        self.even_ranks = even_ranks
+        self.n_samples = n_samples
+        self.epoch_fn = epoch_fn
+        self._passes = 0
+        self._warned = False
+
+    def _batches_per_rank(self) -> int | None:
+        world = wds.utils.pytorch_worker_info()[1]
+        if not self.even_ranks or world == 1:
+            return None
+        if self.n_samples is None:
+            if not self._warned:
+                log.warning(
+                    "training on %d ranks from shards that no manifest lists: the number of "
+                    "samples is unknown, so ranks may run different numbers of steps and hang. "
+                    "Point `root` at the manifest folder to get equal epochs.",
+                    world,
+                )
+                self._warned = True
+            return None
+        n = self.n_samples // (world * self.batch_size)
+        if n < 1:
+            raise ValueError(
+                f"{self.n_samples} training samples are too few for {world} ranks x "
+                f"batch_size {self.batch_size}"
+            )
+        return n
+
+    def __len__(self) -> int:
+        n = self._batches_per_rank()
+        return n if n is not None else super().__len__()
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self.epoch_fn() if self.epoch_fn is not None else None
+        if epoch is None:
+            epoch = self._passes
+        self._passes += 1
+        n_batches = self._batches_per_rank()
+        self.dataset.set_epoch(epoch, repeat=n_batches is not None)
+        it = super().__iter__()
+        return it if n_batches is None else itertools.islice(it, n_batches)
+
+
+class TagDataModule(pl.LightningDataModule):
+    """Music tagging data from WebDataset shards (see ``docs/data.md``).
+
+    Args:
+        root: A shard folder holding ``manifest.json`` (or the manifest path). Its splits give
+            the default shards (``train``; ``val``/``valid``/``validation``; ``test``), the
+            sample rate and the tag counts. Without a manifest, ``root`` is only the base folder
+            for relative patterns.
+        train: Training shards: a path, glob, brace range (``train-{000000..000009}.tar``),
+            a webdataset URL (``pipe:...``, ``http://...``) or a list of these. Overrides the
+            manifest's split. Relative local paths are relative to ``root``.
+        val: Validation shards, as ``train``.
+        test: Test shards, as ``train`` (also used for ``predict``).
+        tags: Explicit vocabulary (model output order). Required without a manifest. Mutually
+            exclusive with ``top_k``, ``include``, ``exclude`` and ``min_count``.
+        top_k: Keep the ``top_k`` most frequent training tags (after merging and filtering).
+        merge: Synonym map ``{source: target}``, e.g. ``{"rap": "hip-hop"}``.
+        include: Keep only these tags.
+        exclude: Drop these tags.
+        min_count: Drop tags on fewer training tracks than this.
+        sample_rate: Audio sample rate; read from the manifest (must agree if given), required
+            without one.
+        crop_samples: Crop length in samples (59049 = 3^10, ~3.7 s at 16 kHz).
+        eval_crops: Crops per track for validation and test (``K``).
+        batch_size: Training batch size (crops).
+        eval_batch_size: Tracks per validation/test batch, each with ``eval_crops`` crops.
+            Defaults to ``max(1, batch_size // eval_crops)``, so that an eval batch holds about
+            as many crops as a training batch.
+        num_workers: DataLoader workers per process.
+        shuffle_buffer: Training crops held in the shuffle buffer (shards are always shuffled
+            per epoch); 0 or 1 disables sample shuffling.
+        seed: Base seed of shard order, crop positions and shuffling (combined with epoch, DDP
+            rank and worker id).
+        drop_untagged: Skip tracks that have no tag of the vocabulary (in every split).
+        pin_memory: Passed to the DataLoaders.
+        persistent_workers: Passed to the DataLoaders (when ``num_workers > 0``).
+
+    Attributes:
+        vocab: The :class:`TagVocab`, built in ``__init__`` so a model can be sized before fit.
+        manifest: The manifest dict, or ``None``.
+
+    Batches:
+        train: ``{"audio": [B, crop], "target": [B, n_tags], "key": list[str]}``.
+        val/test/predict: ``{"audio": [B, K, crop], "target": [B, n_tags], "key": list[str]}``.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train: str | list[str] | None = None,
+        val: str | list[str] | None = None,
+        test: str | list[str] | None = None,
+        tags: list[str] | None = None,
+        top_k: int | None = None,
+        merge: dict[str, str] | None = None,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        min_count: int = 1,
+        sample_rate: int | None = None,
+        crop_samples: int = 59049,
+        eval_crops: int = 16,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        drop_untagged: bool = False,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ) -> None:
+        super().__init__()
+        # Kept in checkpoints, but not merged into the logger's hparams: Lightning refuses keys
+        # that the model also has (sample_rate, tags, crop_samples, eval_crops) with other values.
+        self.save_hyperparameters(logger=False)
+        if crop_samples < 1 or eval_crops < 1 or batch_size < 1:
+            raise ValueError("crop_samples, eval_crops and batch_size must be >= 1")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size}")
+        self.crop_samples = crop_samples
+        self.eval_crops = eval_crops
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or max(1, batch_size // eval_crops)
+        self.num_workers = num_workers
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.drop_untagged = drop_untagged
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+
+        self.manifest: dict[str, Any] | None = None
+        base: Path | None = None
+        if root is not None:
+            root_path = Path(root).expanduser()
+            manifest_path = root_path / "manifest.json" if root_path.is_dir() else root_path
+            if manifest_path.is_file():
+                self.manifest = load_manifest(manifest_path)
+                base = Path(self.manifest["_dir"])
+            elif root_path.is_dir():
+                base = root_path
+            else:
+                raise FileNotFoundError(f"root {root!r} is neither a folder nor a manifest file")
+
+        self.sample_rate = self._resolve_sample_rate(sample_rate)
+        self.vocab = self._build_vocab(tags, top_k, merge, include, exclude, min_count)
+
+        self._urls: dict[str, list[str] | None] = {}
+        for stage, pattern in (("train", train), ("val", val), ("test", test)):
+            self._urls[stage] = self._resolve_urls(stage, pattern, base)
+        if all(v is None for v in self._urls.values()):
+            raise ValueError(
+                "no shards: pass root=<folder with manifest.json> or train/val/test patterns"
+            )
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    def _resolve_sample_rate(self, sample_rate: int | None) -> int:
+        if self.manifest is not None:
+            sr = int(self.manifest["sample_rate"])
+            if sample_rate is not None and int(sample_rate) != sr:
+                raise ValueError(
+                    f"sample_rate={sample_rate} disagrees with the shards' manifest "
+                    f"({sr} Hz); drop the argument or rewrite the shards at {sample_rate} Hz"
+                )
+            return sr
+        if sample_rate is None:
+            raise ValueError("without a manifest, pass sample_rate (the shards' rate in Hz)")
+        return int(sample_rate)
+
+    def _train_split(self) -> dict[str, Any] | None:
+        if self.manifest is None:
+            return None
+        return self.manifest["splits"].get("train")
+
+    def _build_vocab(self, tags, top_k, merge, include, exclude, min_count) -> TagVocab:
+        if tags is not None:
+            chosen = {
+                "top_k": top_k is not None,
+                "include": include is not None,
+                "exclude": exclude is not None,
+                "min_count": min_count != 1,
+            }
+            if any(chosen.values()):
+                names = ", ".join(k for k, v in chosen.items() if v)
+                raise ValueError(
+                    f"tags gives the vocabulary explicitly; {names} only apply when choosing it "
+                    "from the manifest's counts (drop one or the other)"
+                )
+            vocab = TagVocab(tags, merge)
+            counts = self._train_counts()
+            if counts is not None:
+                missing = [
+                    t for t, n in zip(vocab.tags, vocab.counts(counts[0]), strict=True) if n == 0
+                ]
+                if missing:
+                    log.warning("tags with no training track in the manifest: %s", missing)
+            return vocab
+        counts = self._train_counts()
+        if counts is None:
+            raise ValueError(
+                "no manifest to count tags in: pass tags=[...] (the vocabulary), or root=<shard "
+                "folder with manifest.json>"
+            )
+        return TagVocab.from_counts(
+            counts[0],
+            top_k=top_k,
+            merge=merge,
+            include=include,
+            exclude=exclude,
+            min_count=min_count,
+        )
+
+    def _train_counts(self) -> tuple[Mapping[str, int], int] | None:
+        """(tag counts, number of tracks) of the manifest's train split (or whole manifest)."""
+        if self.manifest is None:
+            return None
+        split = self._train_split()
+        if split is not None:
+            return split.get("tag_counts", {}), int(split["n_samples"])
+        n = sum(int(s["n_samples"]) for s in self.manifest["splits"].values())
+        return self.manifest.get("tag_counts", {}), n
+
+    def _resolve_urls(
+        self, stage: str, pattern: str | list[str] | None, base: Path | None
+    ) -> list[str] | None:
+        if pattern is not None:
+            return _expand_patterns(pattern, base)
+        if self.manifest is None:
+            return None
+        names = _VAL_SPLITS if stage == "val" else (stage,)
+        for name in names:
+            if name in self.manifest["splits"]:
+                return shard_urls(self.manifest, name) or None
+        return None
+
+    def _known_samples(self, urls: list[str]) -> int | None:
+        """Number of samples in ``urls`` if the manifest lists every one of them."""
+        if self.manifest is None:
+            return None
+        per_shard: dict[str, int] = {}
+        for name, split in self.manifest["splits"].items():
+            paths = shard_urls(self.manifest, name)
+            per_shard.update(
+                zip((os.path.realpath(p) for p in paths), split["shard_samples"], strict=True)
+            )
+        try:
+            return sum(per_shard[os.path.realpath(u)] for u in urls)
+        except KeyError:
+            return None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def tags(self) -> list[str]:
+        """The vocabulary's tag names, in model output order."""
+        return list(self.vocab.tags)
+
+    @property
+    def n_tags(self) -> int:
+        """Number of tags (the model's output size)."""
+        return len(self.vocab)
+
+    def pos_weight(self) -> torch.Tensor:
+        """``BCEWithLogitsLoss`` positive weights from the manifest's training tag counts.
+
+        Returns:
+            float32 tensor ``[n_tags]``: ``(N - n_pos) / n_pos`` (see :meth:`TagVocab.pos_weight`).
+
+        Raises:
+            ValueError: Without a manifest.
+        """
+        counts = self._train_counts()
+        if counts is None:
+            raise ValueError("pos_weight needs tag counts: use root=<folder with manifest.json>")
+        return self.vocab.pos_weight(*counts)
+
+    def _stream(self, stage: str) -> _TrackStream:
+        urls = self._urls[stage]
+        if urls is None:
+            raise ValueError(
+                f"no {stage} shards: the manifest has no such split and no {stage}= pattern "
+                "was given"
+            )
+        training = stage == "train"
+        return _TrackStream(
+            urls,
+            vocab=self.vocab,
+            sample_rate=self.sample_rate,
+            crop_samples=self.crop_samples,
+            eval_crops=None if training else self.eval_crops,
+            shuffle_buffer=self.shuffle_buffer if training else 0,
+            seed=self.seed,
+            drop_untagged=self.drop_untagged,
+        )
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_workers": self.num_workers,
+            "collate_fn": _collate,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+        }
+
+    def _current_epoch(self) -> int | None:
+        trainer = self.trainer
+        return None if trainer is None else int(trainer.current_epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        """Training batches: one random crop per track, ``{"audio": [B, crop], ...}``."""
+        dataset = self._stream("train")
+        return _StreamLoader(
+            dataset,
+            even_ranks=True,
+            n_samples=self._known_samples(dataset.urls),
+            epoch_fn=self._current_epoch,
+            batch_size=self.batch_size,
+            **self._loader_kwargs(),
+        )
+
+    def _eval_loader(self, stage: str) -> DataLoader | list:
+        if self._urls[stage] is None:
+            if stage == "val":
+                return []  # Lightning then skips validation
+            self._stream(stage)  # raises a clear error
+        return _StreamLoader(
+            self._stream(stage), batch_size=self.eval_batch_size, **self._loader_kwargs()
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation batches: ``{"audio": [B, K, crop], ...}`` (``[]`` without a val split)."""
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches: ``{"audio": [B, K, crop], ...}``."""
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """Same as :meth:`test_dataloader`."""
+        return self._eval_loader("test")

@@ -1,0 +1,73 @@
+"""FCN (Choi et al. 2016, "Automatic tagging using deep convolutional neural networks").
+
+A fully convolutional stack of 3×3 conv blocks whose max-pools shrink a 29-s log-mel spectrogram
+to a single (freq, time) cell, so the last block's channels are the embedding. With the defaults
+this is exactly the FCN of Won et al. (2020) (447,732 parameters with a 50-tag head and the
+BatchNorm frontend), whose published weights ``musictag.pretrained`` loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .base import Backbone
+from .blocks import ConvBlock2d
+
+__all__ = ["FCN"]
+
+
+class FCN(Backbone):
+    """Five conv blocks over (freq, time), pooled down to one cell.
+
+    The default pools are those of Won et al.: frequency ``96 → 48 → 24 → 12 → 4 → 1`` and time
+    ``1813 → 453 → 113 → 28 → 5 → 1`` for a 464,000-sample input. With 128 mel bands the same
+    pools give ``128 → 64 → 32 → 16 → 5 → 1`` (the last pool floors 5/4, dropping one row), which is
+    the "FCN (128 mel bins)" of Won et al. Anything left after the last pool (shorter or longer
+    inputs) is max-pooled globally; at the published input the map is already ``1 × 1``, so this is
+    the published ``view(batch, -1)``.
+
+    Args:
+        n_mels: Frequency bins of the input features.
+        channels: Output channels of the conv blocks (one block per entry).
+        pools: Max-pool ``(freq, time)`` after each block.
+        in_channels: Channels of the input features.
+
+    Shape:
+        input: ``[batch, in_channels, n_mels, frames]``; output: ``[batch, channels[-1]]``.
+    """
+
+    def __init__(
+        self,
+        n_mels: int = 96,
+        channels: Sequence[int] = (64, 128, 128, 128, 64),
+        pools: Sequence[Sequence[int]] = ((2, 4), (2, 4), (2, 4), (3, 5), (4, 4)),
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        channels, pools = list(channels), [tuple(p) for p in pools]
+        if len(channels) != len(pools):
+            raise ValueError(
+                f"channels ({len(channels)}) and pools ({len(pools)}) differ in length"
+            )
+        freq = n_mels
+        for p in pools:
+            freq //= p[0]
+        if freq < 1:
+            raise ValueError(
+                f"n_mels={n_mels} is pooled to zero by pools={pools}; use smaller frequency pools"
+            )
+        self.n_blocks = len(channels)
+        prev = in_channels
+        for i, (c, p) in enumerate(zip(channels, pools, strict=True), start=1):
+            setattr(self, f"layer{i}", ConvBlock2d(prev, c, 3, p))
+            prev = c
+        self.embed_dim = prev
+
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        stages = []
+        for i in range(1, self.n_blocks + 1):
+            x = getattr(self, f"layer{i}")(x)
+            stages.append(x)
+        return x.amax(dim=(2, 3)), stages
