@@ -1,4 +1,6 @@
-"""The ``musictag`` command: demo, predict, convert-sota, ...
+"""The ``musictag`` command: prepare, demo, predict, convert-sota, ...
+
+Recipes (training runs) use the LightningCLI entry in :mod:`musictag.cli` instead.
 
 Each subcommand is a thin shell over a library function; this is the only module that prints.
 """
