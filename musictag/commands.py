@@ -1,4 +1,4 @@
-"""The ``musictag`` command: prepare, demo, predict, convert-sota, ...
+"""The ``musictag`` command: prepare, demo, predict, embed, index, search, se-analysis, ...
 
 Recipes (training runs) use the LightningCLI entry in :mod:`musictag.cli` instead.
 
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -44,42 +46,298 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from .audio import AudioReadError
-    from .checkpoints import load_tagger
-    from .inference import tag_file
+def _user_errors(func: Any) -> Any:
+    """Report bad arguments (missing files, wrong folders) as one line on stderr, exit status 2."""
 
-    model = load_tagger(args.checkpoint)
-    hop = int(args.hop_seconds * model.sample_rate) if args.hop_seconds else None
-    rows, failed = [], 0
-    for f in args.files:
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
         try:
-            result = tag_file(model, f, hop=hop, batch_size=args.batch_size, how=args.aggregate)
-        except AudioReadError as e:
-            logging.getLogger("musictag").error("skipped %s", e)
+            return func(args)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"musictag {args.command}: error: {e}", file=sys.stderr)
+            return 2
+
+    return wrapper
+
+
+def _progress(iterable: Any, total: int | None, desc: str, quiet: bool, unit: str = "file") -> Any:
+    from tqdm import tqdm
+
+    # disable=None: a bar only on a terminal, so pipes and logs stay clean
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=True if quiet else None,
+        file=sys.stderr,
+    )
+
+
+def _load_model(checkpoint: str, device: str | None) -> Any:
+    from .checkpoints import load_tagger
+
+    model = load_tagger(checkpoint)
+    return model.to(device) if device else model
+
+
+def _hop(args: argparse.Namespace, model: Any) -> int | None:
+    return int(round(args.hop_seconds * model.sample_rate)) if args.hop_seconds else None
+
+
+def _plot_paths(spec: str, files: Sequence[Path]) -> dict[Path, Path]:
+    """``out.png`` for one file; ``out_<stem>.png`` for several; ``<folder>/<stem>.png`` for a folder."""
+    target = Path(spec)
+    folder = spec.endswith(("/", "\\")) or target.is_dir() or not target.suffix
+    if len(files) == 1 and not folder:
+        return {files[0]: target}
+    out: dict[Path, Path] = {}
+    used: set[Path] = set()
+    for f in files:
+        stem, n = f.stem, 1
+        while True:
+            name = stem if n == 1 else f"{stem}_{n}"
+            p = (
+                target / f"{name}.png"
+                if folder
+                else target.with_name(f"{target.stem}_{name}{target.suffix}")
+            )
+            if p not in used:
+                break
+            n += 1
+        used.add(p)
+        out[f] = p
+    return out
+
+
+@_user_errors
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import Inference, collect_audio_files, plot_tag_activation
+
+    log = logging.getLogger("musictag")
+    files = collect_audio_files(args.inputs)
+    if not files:
+        raise FileNotFoundError(f"no audio files in {' '.join(args.inputs)}")
+    model = _load_model(args.checkpoint, args.device)
+    inference = Inference(
+        model,
+        hop=_hop(args, model),
+        crops=args.crops,
+        batch_size=args.batch_size,
+        aggregation=args.aggregate,
+        top_k=args.top_k,
+        threshold=args.threshold,
+    )
+    plots = _plot_paths(args.plot, files) if args.plot else {}
+    results, failed = [], []
+    for path, result in _progress(inference.iter_files(files), len(files), "tagging", args.quiet):
+        if isinstance(result, Exception):
+            log.error("skipped %s", result)
+            failed.append(path)
+            continue
+        results.append(result)
+        if args.plot:
+            plot_tag_activation(result, plots[path], top_k=args.plot_tags)
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        if args.format == "json":
+            docs = [r.to_dict(windows=args.windows, all_scores=args.all_scores) for r in results]
+            json.dump(docs, out, indent=2, ensure_ascii=False)
+            out.write("\n")
+        elif args.format == "csv":
+            w = csv.writer(out)
+            w.writerow(["file", "rank", "tag", "score"])
+            for r in results:
+                for rank, (t, s) in enumerate(r.labels, 1):
+                    w.writerow([r.source, rank, t, f"{s:.6f}"])
+        else:
+            for r in results:
+                out.write(f"{r.source}: " + ", ".join(f"{t} ({s:.3f})" for t, s in r.labels) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if plots and results:
+        log.info("tag activation plots: %s", ", ".join(str(plots[Path(r.source)]) for r in results))
+    if failed:
+        log.warning("%d of %d files could not be tagged", len(failed), len(files))
+    return 1 if not results else 0
+
+
+def _embed_set(args: argparse.Namespace, model: Any, inputs: Sequence[str]) -> Any:
+    """Embed files, folders, @lists and shard sets into an EmbeddingSet (None if nothing worked)."""
+    import numpy as np
+
+    from .inference import embed_tracks
+    from .search import EmbeddingSet
+
+    log = logging.getLogger("musictag")
+    hop = _hop(args, model)
+    vectors, tracks, failed = [], [], 0
+    stream = embed_tracks(
+        model,
+        inputs,
+        layers=args.layers,
+        hop=hop,
+        crops=args.crops,
+        batch_size=args.batch_size,
+        splits=args.split,
+    )
+    for info, emb in _progress(stream, None, "embedding", args.quiet, unit="track"):
+        if isinstance(emb, Exception):
+            log.error("skipped %s", emb)
             failed += 1
             continue
-        rows.append((f, result.top(args.top_k)))
-    if args.format == "json":
-        json.dump(
-            [
-                {"file": f, "tags": [{"tag": t, "score": round(s, 6)} for t, s in top]}
-                for f, top in rows
-            ],
-            sys.stdout,
-            indent=2,
+        vectors.append(emb)
+        tracks.append(info)
+    if failed:
+        log.warning("%d tracks could not be embedded", failed)
+    if not vectors:
+        return None
+    meta = {
+        "checkpoint": str(Path(args.checkpoint).resolve()),
+        "model": type(model).__name__,
+        "layers": args.layers,
+        "protocol": {
+            "sample_rate": model.sample_rate,
+            "window": model.crop_samples,
+            "hop": hop,
+            "crops": args.crops,
+            "shard_crops": args.crops or int(model.hparams.get("eval_crops", 16)),
+        },
+    }
+    return EmbeddingSet(np.stack(vectors), tracks, meta)
+
+
+@_user_errors
+def _cmd_embed(args: argparse.Namespace) -> int:
+    model = _load_model(args.checkpoint, args.device)
+    emb = _embed_set(args, model, args.inputs)
+    if emb is None:
+        print("musictag embed: nothing could be embedded", file=sys.stderr)
+        return 1
+    out = emb.save(args.output)
+    print(f"wrote {len(emb)} embeddings [{len(emb)}, {emb.dim}] to {out / 'embeddings.npy'}")
+    print(f"track index (row -> id, path, tags): {out / 'index.json'}")
+    return 0
+
+
+@_user_errors
+def _cmd_index(args: argparse.Namespace) -> int:
+    from .search import EMBEDDINGS_NAME, EmbeddingSet, TrackIndex
+
+    sets, audio = [], []
+    for inp in args.inputs:
+        if Path(inp).is_dir() and (Path(inp) / EMBEDDINGS_NAME).is_file():
+            sets.append(EmbeddingSet.load(inp))
+        else:
+            audio.append(inp)
+    if audio:
+        if not args.checkpoint:
+            raise ValueError(
+                f"{audio[0]} is audio (or a shard set), not a folder written by `musictag embed`: "
+                "pass --checkpoint to embed it"
+            )
+        model = _load_model(args.checkpoint, args.device)
+        emb = _embed_set(args, model, audio)
+        if emb is not None:
+            sets.append(emb)
+    if not sets:
+        print("musictag index: nothing to index", file=sys.stderr)
+        return 1
+    index = TrackIndex.build(sets, backend=args.backend)
+    out = index.save(args.output)
+    print(f"index of {len(index)} tracks ({index.set.dim}-d, {index.backend} search) in {out}")
+    return 0
+
+
+@_user_errors
+def _cmd_search(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .inference import Inference
+    from .search import TrackIndex
+
+    log = logging.getLogger("musictag")
+    index = TrackIndex.load(args.index, backend=args.backend)
+    meta = index.set.meta
+    names, vectors = [], []
+    audio = [q for q in args.queries if not q.endswith(".npy")]
+    for q in args.queries:
+        if q.endswith(".npy"):
+            v = np.load(q, allow_pickle=False)
+            for i, row in enumerate(np.atleast_2d(v)):
+                names.append(q if v.ndim == 1 else f"{q}[{i}]")
+                vectors.append(row)
+    if audio:
+        checkpoint = args.checkpoint or meta.get("checkpoint")
+        if not checkpoint:
+            raise ValueError(f"{args.index} records no checkpoint: pass --checkpoint")
+        model = _load_model(checkpoint, args.device)
+        proto = meta.get("protocol", {})
+        inference = Inference(
+            model,
+            hop=proto.get("hop"),
+            crops=args.crops or proto.get("crops"),
+            batch_size=args.batch_size,
+            embeddings=meta.get("layers", "last"),
         )
+        for path, result in inference.iter_files(audio):
+            if isinstance(result, Exception):
+                log.error("skipped %s", result)
+                continue
+            names.append(str(path))
+            vectors.append(result.embedding)
+    if not vectors:
+        print("musictag search: no query could be embedded", file=sys.stderr)
+        return 1
+    hits = index.search(np.stack(vectors), top_k=args.top_k)
+    if args.format == "json":
+        docs = [
+            {
+                "query": name,
+                "results": [
+                    {"rank": h.rank, "score": round(h.score, 6), "row": h.index, **h.track}
+                    for h in row
+                ],
+            }
+            for name, row in zip(names, hits)
+        ]
+        json.dump(docs, sys.stdout, indent=2, ensure_ascii=False)
         print()
-    elif args.format == "csv":
-        w = csv.writer(sys.stdout)
-        w.writerow(["file", "rank", "tag", "score"])
-        for f, top in rows:
-            for rank, (t, s) in enumerate(top, 1):
-                w.writerow([f, rank, t, f"{s:.6f}"])
     else:
-        for f, top in rows:
-            print(f"{f}: " + ", ".join(f"{t} ({s:.3f})" for t, s in top))
-    return 1 if failed and not rows else 0
+        for name, row in zip(names, hits):
+            print(f"{name}:")
+            for h in row:
+                print(f"  {h.rank:3d}  {h.score:.4f}  {h.track.get('id')}  {h.track.get('path')}")
+    return 0
+
+
+@_user_errors
+def _cmd_se_analysis(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .analysis import collect_excitations_from_shards, plot_excitations
+
+    model = _load_model(args.checkpoint, args.device)
+    stats = collect_excitations_from_shards(
+        model,
+        args.shards,
+        tags=args.tags,
+        split=args.split,
+        crops=args.crops,
+        max_tracks=args.max_tracks,
+        top_tags=args.top_tags,
+    )
+    out = plot_excitations(stats, args.output)
+    counts = ", ".join(f"{t} {c}" for t, c in zip(stats.tags, stats.counts))
+    print(f"{stats.n_tracks} tracks; per tag: {counts}")
+    print("block     mean excitation   spread across tags (mean over channels of the std)")
+    for b in stats.blocks:
+        means = stats.mean(b)[stats.counts > 0]
+        spread = float(np.nanmean(means.std(axis=0))) if len(means) > 1 else float("nan")
+        print(f"{b:9s} {float(stats.overall(b).mean()):.4f}            {spread:.4f}")
+    print(f"plot: {out}")
+    return 0
 
 
 def _cmd_prepare(argv: Sequence[str]) -> int:
@@ -120,6 +378,39 @@ def _cmd_convert_sota(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_inputs(p: argparse.ArgumentParser, shards: bool = False) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files, folders (searched recursively), @list.txt (one path per line)"
+        + (", shard folders (manifest.json)" if shards else ""),
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_windowing(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hop-seconds", type=float, default=None, help="window hop; default: the model's input"
+    )
+    p.add_argument(
+        "--crops", type=int, default=None, help="K evenly spaced crops per track, not windows"
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+
+
+def _add_embedding(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--layers",
+        choices=("last", "all"),
+        default="last",
+        help="last: penultimate layer; all: every stage pooled + concatenated",
+    )
+    p.add_argument("--split", nargs="+", default=None, help="shard splits (default: all)")
+    _add_windowing(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``musictag`` command."""
     p = argparse.ArgumentParser(
@@ -150,19 +441,75 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo)
 
     r = sub.add_parser("predict", help="tag audio files of any length and format")
-    r.add_argument("checkpoint", help="a musictag checkpoint (.ckpt)")
-    r.add_argument("files", nargs="+", help="audio files")
-    r.add_argument("--top-k", type=int, default=5, help="tags per file (default: %(default)s)")
-    r.add_argument("--format", choices=("text", "json", "csv"), default="text")
     r.add_argument(
-        "--hop-seconds",
-        type=float,
-        default=None,
-        help="window hop; default: the model's input length",
+        "checkpoint", help="a musictag checkpoint (.ckpt; musictag convert-sota makes one)"
     )
-    r.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
-    r.add_argument("--aggregate", choices=("mean", "max"), default="mean")
+    _add_inputs(r)
+    r.add_argument("--top-k", type=int, default=5, help="tags per file (default: %(default)s)")
+    r.add_argument("--threshold", type=float, default=None, help="only tags scoring at least this")
+    r.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    r.add_argument("-o", "--output", default=None, help="write the results here (default: stdout)")
+    r.add_argument("--windows", action="store_true", help="JSON: add per-window scores")
+    r.add_argument("--all-scores", action="store_true", help="JSON: add every tag's track score")
+    r.add_argument(
+        "--plot",
+        default=None,
+        metavar="PNG",
+        help="draw tag activation over time: out.png (one file), out_<stem>.png (several), "
+        "or a folder",
+    )
+    r.add_argument("--plot-tags", type=int, default=5, help="tags drawn (default: %(default)s)")
+    _add_windowing(r)
+    r.add_argument("--aggregate", choices=("mean", "max"), default=None, help="default: model's")
     r.set_defaults(func=_cmd_predict)
+
+    e = sub.add_parser(
+        "embed", help="one embedding per track (files, folders, @lists, shard sets) -> .npy + index"
+    )
+    e.add_argument("checkpoint", help="a musictag checkpoint (.ckpt)")
+    _add_inputs(e, shards=True)
+    e.add_argument("-o", "--output", required=True, help="output folder")
+    _add_embedding(e)
+    e.set_defaults(func=_cmd_embed)
+
+    x = sub.add_parser("index", help="build a similarity index of track embeddings")
+    x.add_argument(
+        "inputs",
+        nargs="+",
+        help="folders written by `musictag embed`, or audio (needs --checkpoint)",
+    )
+    x.add_argument("-o", "--output", required=True, help="index folder")
+    x.add_argument("--checkpoint", default=None, help="model to embed audio inputs with")
+    x.add_argument("--backend", choices=("auto", "exact", "faiss"), default="auto")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_embedding(x)
+    x.set_defaults(func=_cmd_index)
+
+    s = sub.add_parser("search", help="nearest tracks of query files by cosine similarity")
+    s.add_argument("index", help="index folder (musictag index) or embedding folder")
+    s.add_argument("queries", nargs="+", help="audio files, or .npy embeddings")
+    s.add_argument("--top-k", type=int, default=10, help="results per query (default: %(default)s)")
+    s.add_argument("--checkpoint", default=None, help="default: the one the index records")
+    s.add_argument("--crops", type=int, default=None, help="embed queries with K crops")
+    s.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    s.add_argument("--backend", choices=("auto", "exact", "faiss"), default="auto")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    s.set_defaults(func=_cmd_search)
+
+    a = sub.add_parser(
+        "se-analysis", help="mean squeeze-and-excitation activations per tag (Kim et al. 2018)"
+    )
+    a.add_argument("checkpoint", help="a checkpoint of a model with SE blocks (samplecnn_se ...)")
+    a.add_argument("shards", help="shard folder (manifest.json); tracks are grouped by their tags")
+    a.add_argument("-o", "--output", required=True, help="output image (.png)")
+    a.add_argument("--split", default=None, help="split to read (default: all)")
+    a.add_argument("--tags", nargs="+", default=None, help="tags to compare")
+    a.add_argument("--top-tags", type=int, default=5, help="else: the most frequent tags")
+    a.add_argument("--crops", type=int, default=None, help="crops per track (default: model's)")
+    a.add_argument("--max-tracks", type=int, default=None)
+    a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    a.set_defaults(func=_cmd_se_analysis)
 
     c = sub.add_parser(
         "convert-sota",

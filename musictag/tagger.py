@@ -195,6 +195,33 @@ class Tagger(pl.LightningModule):
         logits = self._crop_logits(crops)
         return aggregate(self.scores(logits), self.hparams.tta)
 
+    def tag_file(
+        self, path: Any, top_k: int | None = None, threshold: float | None = None, **kwargs: Any
+    ) -> Any:
+        """Tag an audio file of any length and format (:func:`musictag.inference.tag_file`).
+
+        Args:
+            path: Audio file (decoded in blocks, downmixed, resampled to ``sample_rate``).
+            top_k: Tags kept in ``result.labels``; default: all.
+            threshold: Minimum score of the tags in ``result.labels``.
+            **kwargs: ``hop``, ``batch_size``, ``how``, ``crops``, ``embeddings``.
+
+        Returns:
+            A :class:`~musictag.inference.TagResult` (``labels``: ``[(tag, score), ...]``).
+        """
+        from .inference import tag_file  # inference imports this module
+
+        return tag_file(self, path, top_k=top_k, threshold=threshold, **kwargs)
+
+    def embed_file(self, path: Any, layers: str = "last", **kwargs: Any) -> Any:
+        """File-level embedding, the mean of the window embeddings, ``[dim]`` float32 numpy.
+
+        See :func:`musictag.inference.embed_file` (``hop``, ``crops``, ``batch_size``).
+        """
+        from .inference import embed_file
+
+        return embed_file(self, path, layers=layers, **kwargs)
+
     def _crop_logits(self, crops: torch.Tensor) -> torch.Tensor:
         b, k, n = crops.shape
         flat = crops.reshape(b * k, n)
@@ -202,23 +229,53 @@ class Tagger(pl.LightningModule):
         logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, b * k, chunk)])
         return logits.reshape(b, k, -1)
 
-    def reset_head(self, n_tags: int, tags: Sequence[str] | None = None) -> None:
+    def reset_head(
+        self,
+        n_tags: int,
+        tags: Sequence[str] | None = None,
+        *,
+        multi_label: bool | None = None,
+        pos_weight: Sequence[float] | None = None,
+        loss: str | None = None,
+    ) -> None:
         """Replace the output layer for a new tag set (fine-tuning); backbone and frontend are kept.
+
+        Logs a warning that names the reset parameters (``head.fc.weight``, ``head.fc.bias``).
 
         Args:
             n_tags: New number of tags.
             tags: New tag names.
+            multi_label: New label kind (default: unchanged); ``False`` switches to softmax,
+                cross-entropy and accuracy.
+            pos_weight: Per-tag positive weights of the new tags, ``[n_tags]`` (default: none).
+            loss: New loss name (default: ``"bce"``/``"ce"`` when ``multi_label`` changes, else
+                unchanged).
         """
         tags = list(tags) if tags is not None else [f"tag_{i}" for i in range(n_tags)]
         if len(tags) != n_tags:
             raise ValueError(f"got {len(tags)} tag names for n_tags={n_tags}")
-        log.warning("resetting the head (head.fc) for %d tags; it is trained from scratch", n_tags)
+        if pos_weight is not None and len(pos_weight) != n_tags:
+            raise ValueError(f"pos_weight has {len(pos_weight)} entries for n_tags={n_tags}")
+        old = tuple(self.head.fc.weight.shape)
+        log.warning(
+            "resetting the head for %d tags: head.fc.weight %s -> %s and head.fc.bias are "
+            "trained from scratch; frontend and backbone are kept",
+            n_tags,
+            list(old),
+            [n_tags, old[1]],
+        )
         self.head = TagHead(self.backbone.embed_dim, n_tags, self.hparams.head_dropout)
         self.tags = tags
         self.hparams.n_tags = n_tags
         self.hparams.tags = tags
-        self.hparams.pos_weight = None
-        self.criterion = build_loss(self.loss_name, None, self.hparams.focal_gamma)
+        self.hparams.pos_weight = None if pos_weight is None else [float(w) for w in pos_weight]
+        if multi_label is not None and bool(multi_label) != bool(self.hparams.multi_label):
+            self.hparams.multi_label = bool(multi_label)
+            self.hparams.loss = loss  # None: the default loss of the new label kind
+            self.loss_name = loss or ("bce" if multi_label else "ce")
+        elif loss is not None:
+            self.hparams.loss = self.loss_name = loss
+        self.criterion = build_loss(self.loss_name, pos_weight, self.hparams.focal_gamma)
         self._build_metrics(n_tags)
 
     def _build_metrics(self, n_tags: int) -> None:
@@ -299,8 +356,9 @@ class Tagger(pl.LightningModule):
         self.log(f"{stage}/loss", loss, batch_size=audio.shape[0], sync_dist=True)
         return track
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        # the crop-averaged scores [B, n_tags] reach callbacks (musictag.callbacks.TagPlots)
+        return self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
