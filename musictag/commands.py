@@ -430,9 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--clips", type=int, default=400, help="synthetic clips (default: %(default)s)")
     d.add_argument("--seconds", type=float, default=4.0, help="clip length (default: %(default)s)")
     d.add_argument(
-        "--minutes", type=float, default=3.0, help="training budget (default: %(default)s)"
+        "--minutes", type=float, default=3.5, help="training budget (default: %(default)s)"
     )
-    d.add_argument("--epochs", type=int, default=30, help="maximum epochs (default: %(default)s)")
+    d.add_argument("--epochs", type=int, default=60, help="maximum epochs (default: %(default)s)")
     d.add_argument(
         "--workers", type=int, default=1, help="data-loader workers (default: %(default)s)"
     )

@@ -24,6 +24,9 @@ class CRNNTagger(Tagger):
         pools: Max-pool ``(freq, time)`` after each conv block.
         gru_hidden: GRU hidden size (= embedding size).
         gru_layers: Stacked GRU layers.
+        freq_reduce: ``"max"`` (published) or ``"flatten"`` frequency into the GRU input; see
+            :class:`~musictag.models.crnn.CRNN`.
+        readout: ``"last"`` GRU step (published) or ``"mean_max"`` over time.
         sample_rate: Input sample rate in Hz.
         crop_samples: Input length in samples.
         frontend_kwargs: Further :class:`~musictag.frontend.LogMelFrontend` settings.
@@ -44,6 +47,8 @@ class CRNNTagger(Tagger):
         pools: Sequence[Sequence[int]] = ((2, 2), (3, 3), (4, 4), (4, 4)),
         gru_hidden: int = 32,
         gru_layers: int = 2,
+        freq_reduce: str = "max",
+        readout: str = "last",
         sample_rate: int = 16000,
         crop_samples: int = 464000,
         frontend_kwargs: Mapping[str, Any] | None = None,
@@ -61,6 +66,8 @@ class CRNNTagger(Tagger):
                 "pools": [list(p) for p in pools],
                 "gru_hidden": gru_hidden,
                 "gru_layers": gru_layers,
+                "freq_reduce": freq_reduce,
+                "readout": readout,
             },
             **kwargs,
         )
