@@ -65,7 +65,7 @@ class DemoConfig:
     max_epochs: int = 60
     max_minutes: float | None = 3.5
     num_workers: int = 1
-    val_every: int = 2
+    val_every: int = 1
     seed: int = 0
     progress: bool = True
 
