@@ -19,7 +19,7 @@ def test_demo_small_settings_reaches_the_bar(tmp_path):
         n_clips=300,
         clip_seconds=3.0,
         max_minutes=None,
-        max_epochs=40,
+        max_epochs=30,
         progress=False,
     )
     result = run_demo(cfg)
