@@ -27,6 +27,11 @@ _EXPORTS = {
     "model_entry": "musictag.models.registry",
     "load_tagger": "musictag.checkpoints",
     "tag_file": "musictag.inference",
+    "embed_file": "musictag.inference",
+    "Inference": "musictag.inference",
+    "TrackIndex": "musictag.search",
+    "EmbeddingSet": "musictag.search",
+    "finetune_tagger": "musictag.finetune",
 }
 
 
