@@ -50,7 +50,7 @@ class SqueezeExcitation1d(nn.Module):
         return x * w.unsqueeze(-1)
 
 
-class SEBlock1d(nn.Module):
+class SEBlock1d(ConvBlock1d):
     """``basic`` block followed by squeeze-and-excitation (the SE block of Kim et al. 2018).
 
     Attribute names: ``conv``, ``bn`` (as ``Conv_1d``) and ``se.dense1``, ``se.dense2``.
@@ -76,17 +76,11 @@ class SEBlock1d(nn.Module):
         pool: int = 1,
         amplifying_ratio: float = 16,
     ) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2
-        )
-        self.bn = nn.BatchNorm1d(out_channels)
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool1d(pool) if pool > 1 else nn.Identity()
+        super().__init__(in_channels, out_channels, kernel_size, stride, pool)
         self.se = SqueezeExcitation1d(out_channels, amplifying_ratio)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.se(self.pool(self.relu(self.bn(self.conv(x)))))
+        return self.se(super().forward(x))
 
 
 class ResBlock1d(nn.Module):
