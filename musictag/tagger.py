@@ -361,7 +361,9 @@ class Tagger(pl.LightningModule):
         return self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        # compute() already gathered every rank's tracks, so the values agree on all ranks:
+        # sync_dist averages equal values and spares a Lightning warning per metric under DDP
+        self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
@@ -372,7 +374,7 @@ class Tagger(pl.LightningModule):
         per_tag = self.test_tag_ap.compute()
         for tag, ap in zip(self.tags, per_tag.tolist()):
             results[f"test/ap/{tag}"] = ap
-        self.log_dict(results)
+        self.log_dict(results, sync_dist=True)
         self.test_results = results
         self.test_metrics.reset()
         self.test_tag_ap.reset()

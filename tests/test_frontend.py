@@ -52,9 +52,10 @@ def _signal(seconds=1.5, sr=16000, seed=0):
         ),
     ],
 )
-def test_power_mel_matches_librosa(settings):
+@pytest.mark.parametrize("stft", ["fft", "conv"])
+def test_power_mel_matches_librosa(settings, stft):
     x = _signal(sr=settings["sample_rate"])
-    fe = LogMelFrontend(**settings, standardize=False)
+    fe = LogMelFrontend(**settings, standardize=False, stft=stft)
     ours = fe.power_mel(torch.from_numpy(x)[None])[0].double().numpy()
     ref = librosa.feature.melspectrogram(
         y=x.astype(np.float64),
@@ -137,3 +138,39 @@ def test_shapes_and_errors():
         LogMelFrontend(sample_rate=16000, f_max=9000.0)
     with pytest.raises(ValueError, match="unknown frontend"):
         build_frontend("cqt9", 16000)
+
+
+def test_fft_and_conv_stft_agree_and_share_the_state_dict():
+    x = torch.from_numpy(np.stack([_signal(seed=0), _signal(seed=1)]))
+    for kw in [
+        {},
+        {"n_fft": 400, "win_length": 300, "hop_length": 160, "n_mels": 40},
+        {"power": 1.0},
+    ]:
+        fft = LogMelFrontend(stft="fft", standardize=False, **kw)
+        conv = LogMelFrontend(stft="conv", standardize=False, **kw)
+        a, b = fft.power_mel(x), conv.power_mel(x)
+        assert a.shape == b.shape
+        assert ((a - b).abs().max() / b.abs().max()).item() < 1e-5  # measured ~1e-6
+        assert (fft(x) - conv(x)).abs().max().item() < 1e-3  # dB
+    auto, conv = LogMelFrontend(), LogMelFrontend(stft="conv")
+    assert auto.state_dict().keys() == conv.state_dict().keys()
+    conv.load_state_dict(auto.state_dict())  # checkpoints do not depend on the STFT path
+    assert auto._use_fft(x) and not conv._use_fft(x)
+    with pytest.raises(ValueError, match="stft must be"):
+        LogMelFrontend(stft="cufft")
+
+
+def test_features_stay_float32_under_autocast():
+    x = torch.from_numpy(_signal())[None]
+    fe = LogMelFrontend(standardize=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fe(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, fe(x))
+
+
+def test_gradients_flow_through_the_fft_path():
+    x = torch.from_numpy(_signal(seconds=0.5))[None].requires_grad_()
+    LogMelFrontend(stft="fft")(x).mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

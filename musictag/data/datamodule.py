@@ -2,7 +2,9 @@
 
 Training takes one random crop per track; validation and test take ``eval_crops`` evenly spaced
 crops per track (the published protocol), which the tagger averages. Shards are split across
-DDP ranks and DataLoader workers by webdataset; nothing but FLAC and JSON members is decoded.
+DDP ranks and DataLoader workers by webdataset; local shards are read by seeking, so a crop reads
+only its own bytes (see ``docs/benchmarks.md``); nothing but FLAC, WAV and JSON members is
+decoded.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from musictag.data.shards import audio_info, decode_audio, decode_json, load_manifest, shard_urls
+from musictag.data.shards import (
+    AUDIO_FORMATS,
+    TarMember,
+    audio_info,
+    decode_audio,
+    decode_json,
+    load_manifest,
+    read_shard,
+    shard_urls,
+)
 from musictag.data.vocab import TagVocab
 from musictag.tta import eval_crop_starts
 
@@ -35,6 +46,8 @@ log = logging.getLogger(__name__)
 _VAL_SPLITS = ("val", "valid", "validation")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # pipe:, http://, s3://, file: (not C:\)
 _SEED_MASK = (1 << 63) - 1
+_AUDIO_EXTS = tuple(AUDIO_FORMATS.values())  # "flac" (audio_format flac), "wav" (pcm16)
+_MEMBERS = tuple(f".{ext}" for ext in (*_AUDIO_EXTS, "json"))
 
 
 def _is_url(s: str) -> bool:
@@ -82,24 +95,41 @@ def _expand_patterns(patterns: str | Sequence[str], base: Path | None) -> list[s
 def _wanted_member(name: str) -> bool:
     # Only these members are read from the tar; anything else (.pyd, .pickle, ...) is skipped
     # unread, so nothing is ever unpickled.
-    return name.endswith((".flac", ".json"))
+    return name.endswith(_MEMBERS)
 
 
-def _member(sample: dict[str, Any], ext: str) -> bytes:
-    if ext in sample:
-        return sample[ext]
-    for k, v in sample.items():  # keys holding dots give suffixes like "part2.flac"
-        if k.endswith("." + ext):
-            return v
+def _member(sample: dict[str, Any], *exts: str) -> bytes | TarMember:
+    """The first member with one of these extensions (``.flac`` or ``.wav`` for the audio)."""
+    for ext in exts:
+        if ext in sample:
+            return sample[ext]
+    for ext in exts:
+        for k, v in sample.items():  # keys holding dots give suffixes like "part2.flac"
+            if k.endswith("." + ext):
+                return v
     raise ValueError(
-        f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r} has no .{ext} member"
+        f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r} has no "
+        f"{' or '.join('.' + e for e in exts)} member"
     )
 
 
+def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """Samples of each shard: local tars by seeking (audio read lazily), URLs by webdataset."""
+    for source in sources:
+        url = source["url"]
+        if _is_url(url):
+            yield from wds.tarfile_samples([source], select_files=_wanted_member)
+        else:
+            # A random crop then reads only its own bytes (pcm16) or FLAC frames.
+            yield from read_shard(url, select=_wanted_member, lazy=_AUDIO_EXTS)
+
+
 def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    # np.stack, not torch.stack: a plain single-threaded copy. torch.stack runs on the intra-op
+    # thread pool, which in the main process (num_workers=0) costs 10-100x more on a busy machine.
     return {
-        "audio": torch.stack([s["audio"] for s in samples]),
-        "target": torch.stack([s["target"] for s in samples]),
+        "audio": torch.from_numpy(np.stack([s["audio"] for s in samples])),
+        "target": torch.from_numpy(np.stack([s["target"] for s in samples])),
         "key": [s["key"] for s in samples],
     }
 
@@ -174,7 +204,7 @@ class _TrackStream(IterableDataset):
         stages: list[Any] = [
             partial(self._shard_source, epoch, rank, world),
             wds.split_by_worker,
-            wds.tarfile_to_samples(select_files=_wanted_member),
+            _read_samples,
             partial(self._samples, rng=np.random.default_rng(crop_seq)),
         ]
         if self.training and self.shuffle_buffer > 1:
@@ -191,9 +221,9 @@ class _TrackStream(IterableDataset):
             target = self.vocab.encode(meta.get("tags", []))
             if self.drop_untagged and not target.any():
                 continue
-            flac = _member(sample, "flac")
+            audio_bytes = _member(sample, *_AUDIO_EXTS)
             key = str(meta.get("key", sample["__key__"]))
-            n, sr = audio_info(flac)
+            n, sr = audio_info(audio_bytes)
             if sr != self.sample_rate:
                 raise ValueError(
                     f"track {key!r} in {sample.get('__url__')} is at {sr} Hz but the data module "
@@ -202,14 +232,16 @@ class _TrackStream(IterableDataset):
             crop = self.crop_samples
             if self.training:
                 start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
-                audio = _pad(decode_audio(flac, start, crop), crop)
+                audio = _pad(decode_audio(audio_bytes, start, crop), crop)
             else:
                 starts = eval_crop_starts(n, crop, self.eval_crops)
-                full = _pad(decode_audio(flac, 0, min(n, starts[-1] + crop)), starts[-1] + crop)
+                full = decode_audio(audio_bytes, 0, min(n, starts[-1] + crop))
+                full = _pad(full, starts[-1] + crop)
                 audio = full[np.asarray(starts)[:, None] + np.arange(crop)]
+            # numpy until the batch is collated (see _collate)
             yield {
-                "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
-                "target": torch.from_numpy(target),
+                "audio": np.ascontiguousarray(audio, dtype=np.float32),
+                "target": target,
                 "key": key,
             }
 
@@ -506,6 +538,13 @@ class TagDataModule(pl.LightningDataModule):
         """Number of tags (the model's output size)."""
         return len(self.vocab)
 
+    @property
+    def multi_label(self) -> bool:
+        """``False`` for a single-label collection (GTZAN, FMA ``genre_top``), read from the
+        manifest's ``provenance.options.single_label``; ``True`` otherwise and without a manifest."""
+        options = ((self.manifest or {}).get("provenance") or {}).get("options") or {}
+        return not bool(options.get("single_label", False))
+
     def pos_weight(self) -> torch.Tensor:
         """``BCEWithLogitsLoss`` positive weights from the manifest's training tag counts.
 
@@ -549,7 +588,12 @@ class TagDataModule(pl.LightningDataModule):
 
     def _current_epoch(self) -> int | None:
         trainer = self.trainer
-        return None if trainer is None else int(trainer.current_epoch)
+        if trainer is None:
+            return None
+        # The epoch Lightning gives samplers (`set_epoch`). Resuming from an end-of-epoch
+        # checkpoint, Lightning creates the first iterator while `current_epoch` still names the
+        # finished epoch; `processed` already names the one to run.
+        return int(trainer.fit_loop.epoch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
         """Training batches: one random crop per track, ``{"audio": [B, crop], ...}``."""

@@ -350,3 +350,29 @@ def test_with_a_lightning_trainer(shards, tmp_path):
     assert [sorted(keys) for keys in model.val_keys] == [val_ref, val_ref]
     predicted = trainer.predict(model, datamodule=dm)
     assert sorted(k for keys in predicted for k in keys) == sorted(reference(shards, "test"))
+
+
+def test_pcm16_shards_give_the_same_batches(shards, tmp_path):
+    # the same WAV inputs as the `shards` fixture, stored as raw 16-bit PCM
+    splits = {
+        split: [
+            AudioItem(shards.parent / "wav" / f"{split}{i:02d}.wav", tags=tuple(tags))
+            for i, (_, tags) in enumerate(tracks)
+        ]
+        for split, tracks in TRACKS.items()
+    }
+    pcm = tmp_path / "pcm"
+    write_shards(
+        splits, pcm, sample_rate=SR, max_samples_per_shard=4, progress=False, audio_format="pcm16"
+    )
+    assert load_manifest(pcm)["audio_format"] == "pcm16"
+    for stage in ("train", "val"):
+        batches = []
+        for root in (shards, pcm):
+            dm = make_dm(root, batch_size=4, shuffle_buffer=5)
+            loader = dm.train_dataloader() if stage == "train" else dm.val_dataloader()
+            batches.append(list(loader))
+        assert len(batches[0]) == len(batches[1]) > 1
+        for a, b in zip(*batches, strict=True):
+            assert a["key"] == b["key"]
+            assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["target"], b["target"])

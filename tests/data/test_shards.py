@@ -17,10 +17,12 @@ import musictag
 from musictag.data import shards
 from musictag.data.shards import (
     AudioItem,
+    TarMember,
     audio_info,
     decode_audio,
     decode_json,
     load_manifest,
+    read_shard,
     shard_urls,
     write_shards,
 )
@@ -403,3 +405,116 @@ def test_load_manifest_errors(tmp_path):
         load_manifest(other)
     with pytest.raises(ValueError, match="load_manifest"):
         shard_urls({"splits": {}}, "train")
+
+
+def test_pcm16_format_holds_the_same_samples(corpus, reference, tmp_path):
+    out = tmp_path / "pcm"
+    write_shards(corpus, out, max_samples_per_shard=2, progress=False, audio_format="pcm16")
+    manifest = load_manifest(out)
+    assert manifest["audio_format"] == "pcm16"
+    flac, pcm = _read_all(reference), _read_all(out)
+    assert sorted(flac) == sorted(pcm)
+    for key, sample in pcm.items():
+        assert set(sample) == {"wav", "json"}
+        wav = sample["wav"]
+        assert (
+            wav[:4] == b"RIFF" and len(wav) == 44 + 2 * decode_json(sample["json"])["num_samples"]
+        )
+        ref = decode_audio(flac[key]["flac"])
+        np.testing.assert_array_equal(decode_audio(wav), ref)  # bit-identical samples
+        np.testing.assert_array_equal(sf.read(io.BytesIO(wav), dtype="float32")[0], ref)
+        assert audio_info(wav) == audio_info(flac[key]["flac"])
+        np.testing.assert_array_equal(decode_audio(wav, 100, 300), ref[100:400])
+        assert sample["json"] == flac[key]["json"]
+    # same counts, durations and tags in both manifests
+    for field in ("splits", "tag_counts", "n_failed"):
+        assert manifest[field] == load_manifest(reference)[field]
+    with pytest.raises(ValueError, match="audio_format.*fresh output directory"):
+        write_shards(corpus, out, max_samples_per_shard=2, progress=False)  # resumed as flac
+    with pytest.raises(ValueError, match="audio_format must be one of"):
+        write_shards(corpus, tmp_path / "x", audio_format="mp3", progress=False)
+
+
+def test_read_shard_is_lazy_and_matches_tarfile(reference, tmp_path):
+    url = shard_urls(reference, "train")[0]
+    samples = list(read_shard(url))
+    assert [s["__key__"] for s in samples] == list(_read_shard(url))  # tar order
+    for s in samples:
+        assert s["__url__"] == url and set(s) == {"__key__", "__url__", "flac", "json"}
+        assert s["flac"] == _read_shard(url)[s["__key__"]]["flac"]
+    for s in read_shard(url, select=lambda name: name.endswith(".flac"), lazy=["flac"]):
+        member = s["flac"]
+        assert isinstance(member, TarMember) and "json" not in s
+        whole = _read_shard(url)[s["__key__"]]["flac"]
+        assert len(member) == len(whole) and member.read_all() == whole
+        np.testing.assert_array_equal(decode_audio(member, 50, 200), decode_audio(whole, 50, 200))
+        assert audio_info(member) == audio_info(whole)
+    # pcm16 members are sliced without reading the rest of the track
+    x = np.random.default_rng(0).uniform(-0.9, 0.9, 5000).astype(np.float32)
+    sf.write(tmp_path / "t.wav", x, SR, subtype="PCM_16")
+    write_shards([AudioItem(tmp_path / "t.wav")], tmp_path / "p", audio_format="pcm16")
+    samples = read_shard(shard_urls(tmp_path / "p", "train")[0], lazy=["wav"])
+    member = next(samples)["wav"]  # valid until the next sample is asked for
+    member.file = counting = _CountingReader(member.file)
+    crop = decode_audio(member, 1000, 100)
+    np.testing.assert_array_equal(crop, decode_audio(member.read_all())[1000:1100])
+    # the header block (<= 4 KiB) and 100 samples were read for the crop, not all 10 kB
+    assert counting.n_read - len(member) <= 4096 + 200
+    assert next(samples, None) is None  # the end closes the file
+    assert member.file.f.closed
+
+
+def test_read_shard_long_names_and_damage(corpus, tmp_path):
+    long_id = "ü" + "x" * 150  # a pax header
+    write_shards([AudioItem(corpus[0].path, track_id=long_id)], tmp_path / "a", progress=False)
+    url = shard_urls(tmp_path / "a", "train")[0]
+    (sample,) = read_shard(url)
+    assert sample["__key__"] == "_" + "x" * 150 and set(sample) >= {"flac", "json"}
+    # GNU long names and folders, written by tarfile
+    gnu = tmp_path / "gnu.tar"
+    with tarfile.open(gnu, "w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(_dir_info("dir"))
+        for name, data in [
+            ("dir/" + "y" * 120 + ".json", b"{}"),
+            ("dir/" + "y" * 120 + ".flac", b"ab"),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (sample,) = read_shard(gnu)
+    assert sample["__key__"] == "dir/" + "y" * 120
+    assert (sample["json"], sample["flac"]) == (b"{}", b"ab")
+    damaged = bytearray(Path(url).read_bytes())
+    damaged[1030] ^= 0xFF  # inside the second member's header
+    (tmp_path / "bad.tar").write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="bad.tar is damaged"):
+        list(read_shard(tmp_path / "bad.tar"))
+
+
+class _CountingReader:
+    """A file wrapper that counts the bytes read through it."""
+
+    def __init__(self, f):
+        self.f, self.n_read = f, 0
+
+    def seek(self, *args):
+        return self.f.seek(*args)
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.n_read += len(data)
+        return data
+
+
+def _dir_info(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
+def test_load_manifest_rejects_unknown_audio_format(reference, tmp_path):
+    manifest = json.loads((reference / "manifest.json").read_text())
+    manifest["audio_format"] = "opus"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="stores audio as 'opus'.*Upgrade musictag"):
+        load_manifest(tmp_path)

@@ -1,0 +1,299 @@
+"""Clips per second delivered to the training loop: musictag shards against the usual ways.
+
+All pipelines read the same audio (a synthetic collection of 30-s, 44.1-kHz stereo MP3 files, see
+``_common.py``) and deliver batches of 32 random 3.69-s crops (59049 samples at 16 kHz) with their
+multi-hot targets, in this process, with ``num_workers`` 0 and 2:
+
+(a) ``mp3+librosa``: a map-style torch Dataset over the MP3 files that decodes and resamples each
+    whole file (``librosa.load(sr=16000)``, soxr), computes its log-mel spectrogram with librosa
+    and crops it: the on-the-fly way of the FMA GRU/Transformer tutorials. It delivers log-mels.
+(b) ``npy``: a map-style Dataset over per-track float32 ``.npy`` waveforms at 16 kHz (resampled
+    beforehand, "because downsampling is time-consuming"), ``np.load(mmap_mode="r")`` and a random
+    crop: the published PyTorch taggers' way (Won et al. 2020). It delivers waveforms.
+(c) ``musictag``: ``TagDataModule.train_dataloader()`` over shards written by ``write_shards``,
+    with FLAC (default) and with ``audio_format="pcm16"``. It delivers waveforms; the log-mel is
+    computed inside the model (``LogMelFrontend``), so the ``+log-mel`` column also runs the
+    frontend on every batch in the loop, which makes it comparable with (a).
+
+Every loader uses ``persistent_workers`` when it has workers; the figures are steady-state
+(a warm-up epoch first, then whole epochs, so shard opening and the shuffle-buffer fill at each
+epoch start are counted). Bytes on disk are what each pipeline needs besides the source MP3s
+(baseline (a) needs only them).
+
+    python benchmarks/input_pipeline.py                # 128 files, about 4 minutes
+    python benchmarks/input_pipeline.py --n-files 32 --epochs 2 --workers 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import librosa
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+try:
+    from benchmarks import _common as common
+except ImportError:  # run as a file: python benchmarks/input_pipeline.py
+    import _common as common
+
+from musictag.audio import load_audio
+from musictag.data.datamodule import TagDataModule
+from musictag.data.shards import AudioItem, write_shards
+from musictag.data.vocab import TagVocab
+from musictag.frontend import LogMelFrontend
+
+SR = 16000
+CROP = 59049  # 3.69 s at 16 kHz
+BATCH = 32
+N_FFT, HOP, N_MELS = 512, 256, 96
+BASELINE_A, BASELINE_B = "(a) mp3+librosa", "(b) npy"
+
+
+class Mp3MelDataset(Dataset):
+    """Baseline (a): decode + resample the whole MP3, librosa log-mel, random crop of frames.
+
+    Returns ``{"mel": [n_mels, frames], "target": [n_tags]}`` per item.
+    """
+
+    def __init__(self, items: Sequence[AudioItem], vocab: TagVocab, crop_samples: int = CROP):
+        self.paths = [str(i.path) for i in items]
+        self.targets = [vocab.encode(i.tags) for i in items]
+        self.frames = 1 + crop_samples // HOP
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        y, _ = librosa.load(self.paths[i], sr=SR)  # decode, downmix, resample (soxr_hq)
+        mel = librosa.feature.melspectrogram(
+            y=y, sr=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, fmax=SR / 2
+        )
+        mel = librosa.power_to_db(mel, ref=1.0)
+        start = np.random.randint(0, max(1, mel.shape[1] - self.frames + 1))
+        crop = np.ascontiguousarray(mel[:, start : start + self.frames], dtype=np.float32)
+        return {"mel": torch.from_numpy(crop), "target": torch.from_numpy(self.targets[i])}
+
+
+class NpyCropDataset(Dataset):
+    """Baseline (b): a random crop of an mmap'd float32 ``.npy`` waveform (Won et al. 2020).
+
+    Returns ``{"audio": [crop_samples], "target": [n_tags]}`` per item.
+    """
+
+    def __init__(self, paths: Sequence[Path], targets: Sequence[np.ndarray], crop_samples: int):
+        self.paths = [str(p) for p in paths]
+        self.targets = list(targets)
+        self.crop = crop_samples
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        x = np.load(self.paths[i], mmap_mode="r")
+        start = np.random.randint(0, max(1, len(x) - self.crop + 1))
+        crop = np.array(x[start : start + self.crop])
+        return {"audio": torch.from_numpy(crop), "target": torch.from_numpy(self.targets[i])}
+
+
+def numpy_collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """``default_collate`` without ``torch.stack``, whose thread pool makes it 10-100x slower in
+    the main process of a busy machine; the baselines get it too, so that reading is compared."""
+    return {k: torch.from_numpy(np.stack([it[k].numpy() for it in items])) for k in items[0]}
+
+
+def prepare(work: Path, n_files: int, seconds: float) -> dict[str, Any]:
+    """The MP3 corpus, its FLAC and PCM shards and its .npy waveforms (all cached in ``work``)."""
+    root = work / f"corpus-{n_files}x{seconds:g}"
+    items = common.make_corpus(root, n_files, seconds)
+    out: dict[str, Any] = {"items": items, "root": root, "write_s": {}}
+    for fmt in ("flac", "pcm16"):
+        shards = root / f"shards-{fmt}"
+        if not (shards / "manifest.json").is_file():
+            shutil.rmtree(shards, ignore_errors=True)
+            start = time.perf_counter()
+            write_shards(
+                {"train": items},
+                shards,
+                sample_rate=SR,
+                max_samples_per_shard=16,
+                workers=2,
+                progress=False,
+                audio_format=fmt,
+            )
+            print(f"wrote {fmt} shards in {time.perf_counter() - start:.1f} s (2 workers)")
+        out[fmt] = shards
+    npy = root / "npy"
+    if not npy.is_dir() or len(list(npy.glob("*.npy"))) < n_files:
+        tmp = root / "npy.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            np.save(tmp / f"{Path(item.path).stem}.npy", load_audio(item.path, SR))
+        shutil.rmtree(npy, ignore_errors=True)
+        tmp.rename(npy)
+    out["npy"] = npy
+    return out
+
+
+def steady_rate(loader: DataLoader, epochs: int, warmup: bool = True) -> float:
+    """Clips per second over ``epochs`` whole passes (after a warm-up pass when ``warmup``)."""
+    if warmup:
+        for _ in loader:
+            pass
+    n = 0
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for batch in loader:
+            n += len(batch["target"])
+    return n / (time.perf_counter() - start)
+
+
+def with_frontend(loader: Iterable, frontend: torch.nn.Module) -> Iterable:
+    """The loader's batches, each passed through the log-mel frontend (as the model does)."""
+
+    class _Wrapped:
+        def __iter__(self):
+            for batch in loader:
+                with torch.inference_mode():
+                    frontend(batch["audio"])
+                yield batch
+
+    return _Wrapped()
+
+
+def build_loaders(
+    data: dict[str, Any], workers: int, n_baseline_a: int
+) -> dict[str, Callable[[], DataLoader]]:
+    """Factories of every pipeline's loader for ``workers`` workers."""
+    dm_kwargs = {"crop_samples": CROP, "batch_size": BATCH, "num_workers": workers}
+    dm_kwargs["persistent_workers"] = workers > 0
+    vocab = TagDataModule(root=str(data["flac"]), **dm_kwargs).vocab
+    items = data["items"]
+    targets = [vocab.encode(i.tags) for i in items]
+    npy_paths = [data["npy"] / f"{Path(i.path).stem}.npy" for i in items]
+    loader_kwargs = {
+        "batch_size": BATCH,
+        "shuffle": True,
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "collate_fn": numpy_collate,
+    }
+    return {
+        BASELINE_A: lambda: DataLoader(Mp3MelDataset(items[:n_baseline_a], vocab), **loader_kwargs),
+        BASELINE_B: lambda: DataLoader(NpyCropDataset(npy_paths, targets, CROP), **loader_kwargs),
+        "musictag flac": lambda: TagDataModule(
+            root=str(data["flac"]), tags=vocab.tags, **dm_kwargs
+        ).train_dataloader(),
+        "musictag pcm16": lambda: TagDataModule(
+            root=str(data["pcm16"]), tags=vocab.tags, **dm_kwargs
+        ).train_dataloader(),
+    }
+
+
+def close(loader: object) -> None:
+    """Stop a DataLoader's persistent workers now (not in a later fork's garbage collection)."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    if isinstance(loader, DataLoader):
+        loader._iterator = None
+    gc.collect()
+
+
+def measure(
+    loaders: dict[str, DataLoader], epochs: int, repeats: int, frontend: torch.nn.Module
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Best clips/s of each loader, alone and with the log-mel frontend, over interleaved rounds."""
+    rates = dict.fromkeys(loaders, 0.0)
+    with_mel = dict.fromkeys(loaders, 0.0)
+    for r in range(repeats):
+        for name, loader in loaders.items():
+            if name == BASELINE_A:  # slow: one pass over its files per round, log-mels already
+                rate = mel_rate = steady_rate(loader, 1, warmup=False)
+            else:
+                rate = steady_rate(loader, epochs, warmup=r == 0)
+                mel_rate = steady_rate(with_frontend(loader, frontend), 1, warmup=False)
+            rates[name] = max(rates[name], rate)
+            with_mel[name] = max(with_mel[name], mel_rate)
+            print(
+                f"  round {r}: {name}: {rate:.0f} clips/s, {mel_rate:.0f} with log-mel",
+                file=sys.stderr,
+            )
+    return rates, with_mel
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-files", type=int, default=128)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per round")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (best kept)")
+    parser.add_argument("--baseline-a-files", type=int, default=64, help="files (a) decodes")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
+    args = parser.parse_args(argv)
+
+    data = prepare(args.work, args.n_files, args.seconds)
+    root = data["root"]
+    sizes = {
+        BASELINE_A: common.folder_bytes(root / "mp3", (".mp3",)),
+        BASELINE_B: common.folder_bytes(data["npy"]),
+        "musictag flac": common.folder_bytes(data["flac"], (".tar",)),
+        "musictag pcm16": common.folder_bytes(data["pcm16"], (".tar",)),
+    }
+    frontend = LogMelFrontend(sample_rate=SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS).eval()
+    print(common.machine())
+    print(
+        f"{args.n_files} tracks of {args.seconds:g} s; batches of {BATCH} crops of {CROP} samples"
+    )
+    rows = []
+    for workers in args.workers:
+        loaders = {
+            name: make()
+            for name, make in build_loaders(data, workers, args.baseline_a_files).items()
+        }
+        loaders[BASELINE_A].dataset[0]  # load the codecs and librosa's caches
+        rates, with_mel = measure(loaders, args.epochs, args.repeats, frontend)
+        for loader in loaders.values():
+            close(loader)
+        for name in loaders:
+            rows.append(
+                [
+                    name,
+                    workers,
+                    rates[name],
+                    rates[name] / rates[BASELINE_A],
+                    rates[name] / rates[BASELINE_B],
+                    with_mel[name],
+                    with_mel[name] / with_mel[BASELINE_A],
+                    common.mib(sizes[name]),
+                ]
+            )
+    print(
+        common.table(
+            [
+                "pipeline",
+                "workers",
+                "clips/s",
+                "vs (a)",
+                "vs (b)",
+                "clips/s with log-mel",
+                "with log-mel vs (a)",
+                "on disk",
+            ],
+            rows,
+        )
+    )
+    print(f"load average after: {common.load()}")
+
+
+if __name__ == "__main__":
+    main()

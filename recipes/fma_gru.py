@@ -1,0 +1,28 @@
+"""FMA-large genre tagging (163 genres, multi-label) with ``GRUTagger``.
+
+    python recipes/fma_gru.py                                # fit, then test the best checkpoint
+    python recipes/fma_gru.py --trainer.devices 2            # the same with DDP on 2 GPUs
+    python recipes/fma_gru.py fit --data.root shards/fma_large --data.batch_size 32
+    python recipes/fma_gru.py --help                         # every option
+
+Defaults: ``configs/fma_gru.yaml``; see ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from musictag.cli import TagCLI
+from musictag.cli import main as run
+
+CONFIG = Path(__file__).resolve().parent / "configs" / "fma_gru.yaml"
+
+
+def main(args: Sequence[str] | None = None) -> TagCLI:
+    """Run the recipe with command-line ``args`` (default ``sys.argv[1:]``)."""
+    return run(CONFIG, args)
+
+
+if __name__ == "__main__":
+    main()
