@@ -20,6 +20,7 @@ def test_demo_small_settings_reaches_the_bar(tmp_path):
         clip_seconds=3.0,
         max_minutes=None,
         max_epochs=30,
+        num_workers=0,
         progress=False,
     )
     result = run_demo(cfg)
