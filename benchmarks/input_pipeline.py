@@ -12,15 +12,16 @@ multi-hot targets, in this process, with ``num_workers`` 0 and 2:
     crop: the published PyTorch taggers' way (Won et al. 2020). It delivers waveforms.
 (c) ``musictag``: ``TagDataModule.train_dataloader()`` over shards written by ``write_shards``,
     with FLAC (default) and with ``audio_format="pcm16"``. It delivers waveforms; the log-mel is
-    computed inside the model (``LogMelFrontend``), so the ``+log-mel`` column also runs the
-    frontend on every batch in the loop, which makes it comparable with (a).
+    computed inside the model (``LogMelFrontend``), so the "with log-mel" columns also run the
+    frontend on every batch in the loop, which makes them comparable with (a).
 
-Every loader uses ``persistent_workers`` when it has workers; the figures are steady-state
+Every loader uses ``persistent_workers`` when it has workers and the same ``np.stack`` collate
+(:func:`numpy_collate`); (a) is timed on ``--baseline-a-files`` files. The figures are steady-state
 (a warm-up epoch first, then whole epochs, so shard opening and the shuffle-buffer fill at each
 epoch start are counted). Bytes on disk are what each pipeline needs besides the source MP3s
 (baseline (a) needs only them).
 
-    python benchmarks/input_pipeline.py                # 128 files, about 4 minutes
+    python benchmarks/input_pipeline.py     # 128 files: ~3 min (+ ~5 min once, writing the corpus)
     python benchmarks/input_pipeline.py --n-files 32 --epochs 2 --workers 0
 """
 

@@ -7,12 +7,13 @@ wait in ``next(iterator)`` (data) and forward + backward + optimiser step (compu
 
     wait share = total wait / (total wait + total compute)
 
-The first ``--warmup`` steps are not timed. The shuffle buffer is kept small (8 crops), so that
-the workers decode one crop per crop delivered, as in the steady state of a long epoch; with the
-default buffer of 1000 and a corpus of 128 tracks, every crop would be decoded before the first
-step and the wait would look like zero.
+The first ``--warmup`` steps are not timed; then at least ``--steps`` steps and ``--min-seconds``
+are, so that fast models are timed over many steps. The shuffle buffer is kept small (8 crops),
+so that the workers decode one crop per crop delivered, as in the steady state of a long epoch;
+with the default buffer of 1000 and a corpus of 128 tracks, every crop would be decoded before
+the first step and the wait would look like zero.
 
-    python benchmarks/train_step.py                       # all models, 2 workers, ~10 minutes
+    python benchmarks/train_step.py                       # all models, 2 workers, ~30 minutes
     python benchmarks/train_step.py --models 'short*' crnn --workers 0 2
 """
 
@@ -42,14 +43,22 @@ BATCH = 16
 
 
 def time_training(
-    model: musictag.Tagger, loader: torch.utils.data.DataLoader, warmup: int, steps: int
-) -> tuple[float, float]:
-    """Seconds spent waiting for data and computing, summed over ``steps`` timed steps."""
+    model: musictag.Tagger,
+    loader: torch.utils.data.DataLoader,
+    warmup: int,
+    steps: int,
+    min_seconds: float,
+) -> tuple[float, float, int]:
+    """Seconds spent waiting for data and computing, over at least ``steps`` timed steps and
+    ``min_seconds`` of timed work (fast models get more steps); returns the step count too."""
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
     wait = compute = 0.0
-    for step in range(warmup + steps):
+    timed = 0
+    for step in itertools.count():
+        if step >= warmup and timed >= steps and wait + compute >= min_seconds:
+            break
         start = time.perf_counter()
         batch = next(batches)
         fetched = time.perf_counter()
@@ -61,15 +70,17 @@ def time_training(
         if step >= warmup:
             wait += fetched - start
             compute += done - fetched
-    return wait, compute
+            timed += 1
+    return wait, compute, timed
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["*"], help="globs of list_models()")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3, help="at least this many timed steps")
+    parser.add_argument("--min-seconds", type=float, default=15.0, help="and this much time")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--audio-format", choices=["flac", "pcm16"], default="flac")
     parser.add_argument("--n-files", type=int, default=128)
@@ -81,7 +92,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     data = prepare(args.work, args.n_files, 30.0)
     names = sorted({n for pattern in args.models for n in musictag.list_models(pattern)})
     print(common.machine())
-    print(f"batch {BATCH}, {args.audio_format} shards, {args.steps} timed steps per model")
+    print(
+        f"batch {BATCH}, {args.audio_format} shards, {args.warmup} warm-up steps, then at least "
+        f"{args.steps} steps and {args.min_seconds:g} s per model"
+    )
     rows = []
     for name in names:
         for workers in args.workers:
@@ -97,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 shuffle_buffer=8,
             )
             loader = dm.train_dataloader()
-            wait, compute = time_training(model, loader, args.warmup, args.steps)
+            wait, compute, steps = time_training(
+                model, loader, args.warmup, args.steps, args.min_seconds
+            )
             close(loader)
             total = wait + compute
             rows.append(
@@ -105,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     name,
                     f"{model.crop_samples / model.sample_rate:.2f} s",
                     workers,
-                    BATCH * args.steps / total,
-                    1e3 * total / args.steps,
+                    BATCH * steps / total,
+                    1e3 * total / steps,
                     f"{100 * wait / total:.1f} %",
                 ]
             )
