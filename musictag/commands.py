@@ -370,6 +370,14 @@ def _cmd_prepare(argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import check_environment, format_checks
+
+    checks = check_environment()
+    print(format_checks(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def _cmd_convert_sota(args: argparse.Namespace) -> int:
     from .pretrained import save_sota_checkpoint
 
@@ -520,6 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", required=True, choices=("mtat", "msd", "jamendo"))
     c.add_argument("-o", "--output", required=True, help="output .ckpt")
     c.set_defaults(func=_cmd_convert_sota)
+
+    k = sub.add_parser(
+        "doctor", help="check that every native library musictag needs loads and works here"
+    )
+    k.set_defaults(func=_cmd_doctor)
     return p
 
 
