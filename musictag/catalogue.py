@@ -1,9 +1,9 @@
 """Catalogue-scale tagging and embedding: a resumable SQLite results database, filled by
 Lightning's ``Trainer.predict`` on one process or many (DDP across GPUs and nodes).
 
-The file list is a dataset of ``(index, path)``; Lightning splits it across ranks with its
-unrepeated distributed sampler (no padding, so no file is scored twice) and the data-loader
-workers decode the files. ``predict_step`` scores a few files at a time with
+Global rank 0 decides which files are still to do and broadcasts the list; each rank takes every
+``world_size``-th of them (as Lightning's unrepeated distributed sampler does: no padding, so no
+file is scored twice) and its data-loader workers decode them. ``predict_step`` scores a few files at a time with
 :class:`~musictag.inference.Inference` (the windows, batching and aggregation of
 ``musictag predict``), and :class:`ResultsWriter`, a ``BasePredictionWriter``, commits each
 batch to the rank's own part database (WAL, ``synchronous=FULL``): that is the journal. When
@@ -76,10 +76,12 @@ CREATE TABLE IF NOT EXISTS runs (
 
 
 # ------------------------------------------------------------------------------- database
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, wal: bool = False) -> sqlite3.Connection:
+    """Open (creating) a results database. Parts are written a batch at a time, in WAL mode;
+    the results database keeps a rollback journal, so it is always one self-contained file."""
     con = sqlite3.connect(path, timeout=120)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")  # a committed batch survives kill -9 and power loss
+    con.execute(f"PRAGMA journal_mode={'WAL' if wal else 'DELETE'}")
+    con.execute("PRAGMA synchronous=FULL")  # a commit survives kill -9 and power loss
     con.executescript(_SCHEMA)
     return con
 
@@ -305,7 +307,11 @@ class _CatalogueData(pl.LightningDataModule):
                 f"rank {trainer.global_rank} found other input files than rank 0 "
                 f"({len(self.keys)} files); every rank must see the same inputs"
             )
-        self.run, self.pending, self.done_before = run, list(pending), done
+        # Every world_size-th file from this rank's own: the split of Lightning's
+        # UnrepeatedDistributedSampler (no padding, so no file twice), which however refuses a
+        # rank left without files, as happens when a resumed run has fewer files than ranks.
+        self.pending = list(pending)[trainer.global_rank :: trainer.world_size]
+        self.run, self.done_before = run, done
         if trainer.is_global_zero:
             log.info(
                 "%s: run %d, %d of %d files already done, %d to do on %d process(es)",
@@ -330,6 +336,8 @@ class _CataloguePredictor(pl.LightningModule):
         super().__init__()
         self.tagger = inference.model
         self.inference = inference
+        # a resumed run may leave a rank without files
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     def predict_step(self, batch: list[tuple[int, str, Any]], batch_idx: int) -> list[tuple]:
         rate = self.inference.sample_rate
@@ -361,7 +369,7 @@ class ResultsWriter(BasePredictionWriter):
             parts = _parts_dir(self.db)
             parts.mkdir(parents=True, exist_ok=True)
             name = f"run{self._run:04d}-rank{trainer.global_rank:05d}.sqlite"
-            self._con = _connect(parts / name)
+            self._con = _connect(parts / name, wal=True)
         return self._con
 
     def write_on_batch_end(
@@ -408,7 +416,10 @@ class ResultsWriter(BasePredictionWriter):
             )
         con.commit()
 
-    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # not on_predict_end: Lightning skips the predict loop, hooks and all, on a rank without
+        # files; teardown is called on every rank once the loop is done (the process group is
+        # still up)
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -499,12 +510,13 @@ def run_catalogue(
         enable_model_summary=False,
         enable_progress_bar=progress,
         callbacks=[ResultsWriter(db)],
+        use_distributed_sampler=False,  # each rank's share is chosen in _CatalogueData.setup
         default_root_dir=db.parent,
     )
     trainer.predict(_CataloguePredictor(inference), datamodule=data, return_predictions=False)
     if not trainer.is_global_zero:
         return None
-    con = sqlite3.connect(db, timeout=120)
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=120)
     try:
         keys = {_key(p) for p in paths}
         (done_now,) = con.execute(
