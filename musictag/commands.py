@@ -85,6 +85,15 @@ def _hop(args: argparse.Namespace, model: Any) -> int | None:
     return int(round(args.hop_seconds * model.sample_rate)) if args.hop_seconds else None
 
 
+def _inference(args: argparse.Namespace, model: Any, **kwargs: Any) -> Any:
+    """The ``Inference`` of ``--hop-seconds``, ``--crops`` and ``--batch-size``."""
+    from .inference import Inference
+
+    return Inference(
+        model, hop=_hop(args, model), crops=args.crops, batch_size=args.batch_size, **kwargs
+    )
+
+
 def _plot_paths(spec: str, files: Sequence[Path]) -> dict[Path, Path]:
     """``out.png`` for one file; ``out_<stem>.png`` for several; ``<folder>/<stem>.png`` for a folder."""
     target = Path(spec)
@@ -108,6 +117,16 @@ def _plot_paths(spec: str, files: Sequence[Path]) -> dict[Path, Path]:
         used.add(p)
         out[f] = p
     return out
+
+
+def _audio_files(inputs: Sequence[str]) -> list[Path]:
+    """The audio files of files, folders and @lists; ``FileNotFoundError`` if there are none."""
+    from .inference import collect_audio_files
+
+    files = collect_audio_files(inputs)
+    if not files:
+        raise FileNotFoundError(f"no audio files in {' '.join(inputs)}")
+    return files
 
 
 def _lightning_devices(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,21 +207,13 @@ def _write_predictions(results: Any, args: argparse.Namespace) -> int:
 
 @_user_errors
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import Inference, collect_audio_files, plot_tag_activation
+    from .inference import plot_tag_activation
 
     log = logging.getLogger("musictag")
-    files = collect_audio_files(args.inputs)
-    if not files:
-        raise FileNotFoundError(f"no audio files in {' '.join(args.inputs)}")
+    files = _audio_files(args.inputs)
     model = _load_model(args.checkpoint, None if args.db else args.device)
-    inference = Inference(
-        model,
-        hop=_hop(args, model),
-        crops=args.crops,
-        batch_size=args.batch_size,
-        aggregation=args.aggregate,
-        top_k=args.top_k,
-        threshold=args.threshold,
+    inference = _inference(
+        args, model, aggregation=args.aggregate, top_k=args.top_k, threshold=args.threshold
     )
     plots = _plot_paths(args.plot, files) if args.plot else {}
     plotted: list[Path] = []
@@ -291,24 +302,15 @@ def _catalogue_embed(args: argparse.Namespace) -> Any:
     import numpy as np
 
     from .catalogue import read_results
-    from .inference import Inference, collect_audio_files, is_shard_folder
+    from .inference import is_shard_folder
     from .search import EmbeddingSet
 
     shards = [s for s in args.inputs if not s.startswith("@") and is_shard_folder(s)]
     if shards:
         raise ValueError(f"{shards[0]} is a shard set: --db runs take audio files and folders")
-    files = collect_audio_files(args.inputs)
-    if not files:
-        raise FileNotFoundError(f"no audio files in {' '.join(args.inputs)}")
+    files = _audio_files(args.inputs)
     model = _load_model(args.checkpoint, None)
-    inference = Inference(
-        model,
-        hop=_hop(args, model),
-        crops=args.crops,
-        batch_size=args.batch_size,
-        embeddings=args.layers,
-        top_k=5,  # the `predicted` tags of index.json
-    )
+    inference = _inference(args, model, embeddings=args.layers, top_k=5)  # top 5: `predicted`
     if _run_catalogue(args, inference, files, "embed") is None:
         return False
     vectors, tracks = [], []
