@@ -181,24 +181,40 @@ def _merge_parts(con: sqlite3.Connection, db: Path) -> int:
     parts = sorted(_parts_dir(db).glob("*.sqlite"))
     merged = 0
     for part in parts:
-        con.execute("ATTACH DATABASE ? AS part", (str(part),))
         try:
-            before = con.total_changes
-            con.execute("INSERT OR IGNORE INTO tracks SELECT * FROM part.tracks")
-            merged += con.total_changes - before
-            con.execute("INSERT OR IGNORE INTO labels SELECT * FROM part.labels")
-            con.execute(
-                "INSERT INTO failures SELECT path, error, 1, run, at FROM part.failures WHERE true "
-                "ON CONFLICT(path) DO UPDATE SET error = excluded.error, "
-                "attempts = failures.attempts + (failures.run != excluded.run), "
-                "run = excluded.run, at = excluded.at"
-            )
-            con.execute("DELETE FROM failures WHERE path IN (SELECT path FROM tracks)")
-            con.commit()
-        finally:
-            con.execute("DETACH DATABASE part")
+            merged += _merge_part(con, part)
+        except sqlite3.DatabaseError as e:
+            con.rollback()
+            aside = part.with_suffix(".damaged")
+            log.error("%s: unreadable part database (%s); moved to %s", part, e, aside.name)
+            part.rename(aside)
+            continue
         _remove_db(part)
     return merged
+
+
+def _merge_part(con: sqlite3.Connection, part: Path) -> int:
+    """Fold one part database into ``con``; returns how many tracks it added."""
+    con.execute("ATTACH DATABASE ? AS part", (str(part),))
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM part.sqlite_master")}
+        if not {"tracks", "labels", "failures"} <= tables:
+            return 0  # killed while its schema was written: rows come only after the schema
+        before = con.total_changes
+        con.execute("INSERT OR IGNORE INTO tracks SELECT * FROM part.tracks")
+        added = con.total_changes - before
+        con.execute("INSERT OR IGNORE INTO labels SELECT * FROM part.labels")
+        con.execute(
+            "INSERT INTO failures SELECT path, error, 1, run, at FROM part.failures WHERE true "
+            "ON CONFLICT(path) DO UPDATE SET error = excluded.error, "
+            "attempts = failures.attempts + (failures.run != excluded.run), "
+            "run = excluded.run, at = excluded.at"
+        )
+        con.execute("DELETE FROM failures WHERE path IN (SELECT path FROM tracks)")
+        con.commit()
+        return added
+    finally:
+        con.execute("DETACH DATABASE part")
 
 
 def _start_run(

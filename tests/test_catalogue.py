@@ -243,3 +243,23 @@ def test_two_process_ddp_tags_every_file_exactly_once(catalogue, tmp_path):
     assert got.keys() == want.keys() and len(want) == N_FILES
     for k in want:
         np.testing.assert_allclose(got[k], want[k], atol=1e-6)
+
+
+def test_parts_killed_before_their_schema_or_damaged_do_not_block_a_resume(tmp_path, caplog):
+    from musictag.catalogue import _connect, _merge_parts
+
+    parts = tmp_path / "tags.sqlite.parts"
+    parts.mkdir()
+    with closing(sqlite3.connect(parts / "run0001-rank00000.sqlite")) as con:
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        con.commit()  # killed here: the part has no tracks table yet
+    (parts / "run0001-rank00001.sqlite").write_bytes(b"\x00not a database" * 100)
+    with closing(_connect(parts / "run0001-rank00002.sqlite", wal=True)) as con:
+        args = ("/a.wav", "a.wav", "a", 1, b"", b"", b"", None, 1, 2, 0.0)
+        con.execute("INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", args)
+        con.commit()
+    with closing(_connect(tmp_path / "tags.sqlite")) as con:
+        assert _merge_parts(con, tmp_path / "tags.sqlite") == 1
+        assert con.execute("SELECT path, rank FROM tracks").fetchall() == [("/a.wav", 2)]
+    assert sorted(p.name for p in parts.iterdir()) == ["run0001-rank00001.damaged"]
+    assert "run0001-rank00001.sqlite: unreadable part database" in caplog.text
