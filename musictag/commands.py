@@ -85,6 +85,15 @@ def _hop(args: argparse.Namespace, model: Any) -> int | None:
     return int(round(args.hop_seconds * model.sample_rate)) if args.hop_seconds else None
 
 
+def _inference(args: argparse.Namespace, model: Any, **kwargs: Any) -> Any:
+    """The ``Inference`` of ``--hop-seconds``, ``--crops`` and ``--batch-size``."""
+    from .inference import Inference
+
+    return Inference(
+        model, hop=_hop(args, model), crops=args.crops, batch_size=args.batch_size, **kwargs
+    )
+
+
 def _plot_paths(spec: str, files: Sequence[Path]) -> dict[Path, Path]:
     """``out.png`` for one file; ``out_<stem>.png`` for several; ``<folder>/<stem>.png`` for a folder."""
     target = Path(spec)
@@ -110,57 +119,133 @@ def _plot_paths(spec: str, files: Sequence[Path]) -> dict[Path, Path]:
     return out
 
 
-@_user_errors
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import Inference, collect_audio_files, plot_tag_activation
+def _audio_files(inputs: Sequence[str]) -> list[Path]:
+    """The audio files of files, folders and @lists; ``FileNotFoundError`` if there are none."""
+    from .inference import collect_audio_files
 
-    log = logging.getLogger("musictag")
-    files = collect_audio_files(args.inputs)
+    files = collect_audio_files(inputs)
     if not files:
-        raise FileNotFoundError(f"no audio files in {' '.join(args.inputs)}")
-    model = _load_model(args.checkpoint, args.device)
-    inference = Inference(
-        model,
-        hop=_hop(args, model),
-        crops=args.crops,
-        batch_size=args.batch_size,
-        aggregation=args.aggregate,
-        top_k=args.top_k,
-        threshold=args.threshold,
+        raise FileNotFoundError(f"no audio files in {' '.join(inputs)}")
+    return files
+
+
+def _lightning_devices(args: argparse.Namespace) -> dict[str, Any]:
+    """Trainer placement of a ``--db`` run: ``--accelerator/--devices/--num-nodes/--strategy``,
+    or ``--device cuda:1`` read as one GPU."""
+    accelerator, devices = args.accelerator, args.devices
+    if args.device:
+        kind, _, index = args.device.partition(":")
+        accelerator = accelerator or ("gpu" if kind == "cuda" else kind)
+        if devices is None and index:
+            devices = [int(index)]
+    devices = 1 if devices is None else int(devices) if str(devices).isdigit() else devices
+    # a list names devices of this node; "auto" or -1 may mean several
+    several = (len(devices) if isinstance(devices, list) else devices) != 1 or args.num_nodes > 1
+    return {
+        "accelerator": accelerator or "cpu",
+        "devices": devices,
+        "num_nodes": args.num_nodes,
+        "strategy": args.strategy or ("ddp" if several else "auto"),
+    }
+
+
+def _run_catalogue(
+    args: argparse.Namespace, inference: Any, files: Sequence[Path], task: str
+) -> Any:
+    """Run a ``--db`` job; the report on global rank 0, ``None`` on the other ranks."""
+    from .catalogue import run_catalogue
+
+    report = run_catalogue(
+        inference,
+        files,
+        args.db,
+        task=task,
+        checkpoint=args.checkpoint,
+        files_per_step=args.files_per_step,
+        workers=args.workers,
+        progress=not args.quiet,
+        **_lightning_devices(args),
     )
-    plots = _plot_paths(args.plot, files) if args.plot else {}
-    results, failed = [], []
-    for path, result in _progress(inference.iter_files(files), len(files), "tagging", args.quiet):
-        if isinstance(result, Exception):
-            log.error("skipped %s", result)
-            failed.append(path)
-            continue
-        results.append(result)
-        if args.plot:
-            plot_tag_activation(result, plots[path], top_k=args.plot_tags)
+    if report is not None:
+        logging.getLogger("musictag").info(
+            "%s: %d of %d files done (%d by this run, %d before), %d failed",
+            report.db, report.done_before + report.done_now, report.files, report.done_now,
+            report.done_before, len(report.failed),
+        )  # fmt: skip
+    return report
+
+
+def _write_predictions(results: Any, args: argparse.Namespace) -> int:
+    """Write ``TagResult``s as they come (text, JSON or CSV); returns how many were written."""
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    n = 0
     try:
-        if args.format == "json":
-            docs = [r.to_dict(windows=args.windows, all_scores=args.all_scores) for r in results]
-            json.dump(docs, out, indent=2, ensure_ascii=False)
-            out.write("\n")
-        elif args.format == "csv":
+        if args.format == "csv":
             w = csv.writer(out)
             w.writerow(["file", "rank", "tag", "score"])
-            for r in results:
+        elif args.format == "json":
+            out.write("[")
+        for r in results:
+            if args.format == "json":
+                doc = r.to_dict(windows=args.windows, all_scores=args.all_scores)
+                # json.dump(list, indent=2), one item at a time
+                text = json.dumps(doc, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+                out.write(("," if n else "") + "\n  " + text)
+            elif args.format == "csv":
                 for rank, (t, s) in enumerate(r.labels, 1):
                     w.writerow([r.source, rank, t, f"{s:.6f}"])
-        else:
-            for r in results:
+            else:
                 out.write(f"{r.source}: " + ", ".join(f"{t} ({s:.3f})" for t, s in r.labels) + "\n")
+            n += 1
+        if args.format == "json":
+            out.write("\n]\n" if n else "]\n")
     finally:
         if out is not sys.stdout:
             out.close()
-    if plots and results:
-        log.info("tag activation plots: %s", ", ".join(str(plots[Path(r.source)]) for r in results))
+    return n
+
+
+@_user_errors
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import plot_tag_activation
+
+    log = logging.getLogger("musictag")
+    files = _audio_files(args.inputs)
+    model = _load_model(args.checkpoint, None if args.db else args.device)
+    inference = _inference(
+        args, model, aggregation=args.aggregate, top_k=args.top_k, threshold=args.threshold
+    )
+    plots = _plot_paths(args.plot, files) if args.plot else {}
+    plotted: list[Path] = []
+    failed: list[Any] = []
+
+    def tagged() -> Any:
+        if args.db:
+            from .catalogue import read_results
+
+            stored = read_results(args.db, files)
+        else:
+            stored = _progress(inference.iter_files(files), len(files), "tagging", args.quiet)
+        for path, result in stored:
+            if isinstance(result, Exception):
+                log.error("skipped %s", result)
+                failed.append(path)
+                continue
+            if args.plot:
+                plotted.append(plot_tag_activation(result, plots[path], top_k=args.plot_tags))
+            yield result
+
+    if args.db:
+        report = _run_catalogue(args, inference, files, "predict")
+        if report is None:
+            return 0  # not global rank 0: rank 0 writes the outputs
+        failed.extend(path for path, _ in report.failed)
+    n = _write_predictions(tagged(), args)
+    if plotted:
+        log.info("tag activation plots: %s", ", ".join(map(str, plotted)))
     if failed:
         log.warning("%d of %d files could not be tagged", len(failed), len(files))
-    return 1 if not results else 0
+    return 1 if not n else 0
 
 
 def _embed_set(args: argparse.Namespace, model: Any, inputs: Sequence[str]) -> Any:
@@ -171,13 +256,12 @@ def _embed_set(args: argparse.Namespace, model: Any, inputs: Sequence[str]) -> A
     from .search import EmbeddingSet
 
     log = logging.getLogger("musictag")
-    hop = _hop(args, model)
     vectors, tracks, failed = [], [], 0
     stream = embed_tracks(
         model,
         inputs,
         layers=args.layers,
-        hop=hop,
+        hop=_hop(args, model),
         crops=args.crops,
         batch_size=args.batch_size,
         splits=args.split,
@@ -193,25 +277,60 @@ def _embed_set(args: argparse.Namespace, model: Any, inputs: Sequence[str]) -> A
         log.warning("%d tracks could not be embedded", failed)
     if not vectors:
         return None
-    meta = {
+    return EmbeddingSet(np.stack(vectors), tracks, _embedding_meta(args, model))
+
+
+def _embedding_meta(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """How the vectors of ``musictag embed`` are made (``index.json``)."""
+    return {
         "checkpoint": str(Path(args.checkpoint).resolve()),
         "model": type(model).__name__,
         "layers": args.layers,
         "protocol": {
             "sample_rate": model.sample_rate,
             "window": model.crop_samples,
-            "hop": hop,
+            "hop": _hop(args, model),
             "crops": args.crops,
             "shard_crops": args.crops or int(model.hparams.get("eval_crops", 16)),
         },
     }
-    return EmbeddingSet(np.stack(vectors), tracks, meta)
+
+
+def _catalogue_embed(args: argparse.Namespace) -> Any:
+    """``embed --db``: the EmbeddingSet of the stored results (``False`` on ranks other than
+    0, ``None`` if nothing could be embedded)."""
+    import numpy as np
+
+    from .catalogue import read_results
+    from .inference import is_shard_folder
+    from .search import EmbeddingSet
+
+    shards = [s for s in args.inputs if not s.startswith("@") and is_shard_folder(s)]
+    if shards:
+        raise ValueError(f"{shards[0]} is a shard set: --db runs take audio files and folders")
+    files = _audio_files(args.inputs)
+    model = _load_model(args.checkpoint, None)
+    inference = _inference(args, model, embeddings=args.layers, top_k=5)  # top 5: `predicted`
+    if _run_catalogue(args, inference, files, "embed") is None:
+        return False
+    vectors, tracks = [], []
+    for path, r in read_results(args.db, files):
+        vectors.append(r.embedding)
+        predicted = [[t, round(s, 6)] for t, s in r.labels]
+        tracks.append({"id": path.stem, "path": str(path), "tags": [], "predicted": predicted})
+    if not vectors:
+        return None
+    return EmbeddingSet(np.stack(vectors), tracks, _embedding_meta(args, model))
 
 
 @_user_errors
 def _cmd_embed(args: argparse.Namespace) -> int:
-    model = _load_model(args.checkpoint, args.device)
-    emb = _embed_set(args, model, args.inputs)
+    if args.db:
+        emb = _catalogue_embed(args)
+        if emb is False:
+            return 0  # not global rank 0: rank 0 writes the outputs
+    else:
+        emb = _embed_set(args, _load_model(args.checkpoint, args.device), args.inputs)
     if emb is None:
         print("musictag embed: nothing could be embedded", file=sys.stderr)
         return 1
@@ -419,6 +538,27 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
     _add_windowing(p)
 
 
+def _add_catalogue(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "catalogue runs: resumable, on several processes, GPUs or nodes (docs/catalogue.md)"
+    )
+    g.add_argument(
+        "--db",
+        default=None,
+        metavar="FILE.sqlite",
+        help="results database and journal: finished files are committed as they complete and "
+        "a rerun with the same --db skips them; runs through Lightning's Trainer.predict",
+    )
+    g.add_argument("--accelerator", default=None, help="cpu, gpu, auto ... (default: cpu)")
+    g.add_argument("--devices", default=None, help="devices (processes) per node (default: 1)")
+    g.add_argument("--num-nodes", type=int, default=1, help="nodes (default: %(default)s)")
+    g.add_argument("--strategy", default=None, help="default: ddp for several processes")
+    g.add_argument("--workers", type=int, default=0, help="data-loader processes decoding audio")
+    g.add_argument(
+        "--files-per-step", type=int, default=8, help="files per prediction step (default: 8)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``musictag`` command."""
     p = argparse.ArgumentParser(
@@ -469,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot-tags", type=int, default=5, help="tags drawn (default: %(default)s)")
     _add_windowing(r)
     r.add_argument("--aggregate", choices=("mean", "max"), default=None, help="default: model's")
+    _add_catalogue(r)
     r.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser(
@@ -478,6 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inputs(e, shards=True)
     e.add_argument("-o", "--output", required=True, help="output folder")
     _add_embedding(e)
+    _add_catalogue(e)
     e.set_defaults(func=_cmd_embed)
 
     x = sub.add_parser("index", help="build a similarity index of track embeddings")
@@ -542,7 +684,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "prepare":
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         return _cmd_prepare(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "db", True) and (args.devices or args.num_nodes != 1):
+        parser.error("--devices and --num-nodes need --db (a catalogue run)")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
