@@ -7,6 +7,8 @@ import json
 import pytest
 
 from musictag import load_tagger
+from musictag.calibrate import calibrate_checkpoint, score_shards
+from musictag.calibration import f1_at_thresholds
 from musictag.data.sources.synth import TAGS
 from musictag.demo import DemoConfig, run_demo
 
@@ -35,3 +37,12 @@ def test_demo_small_settings_reaches_the_bar(tmp_path):
     # the best-scored tag is a true tag for most examples
     hits = sum(tagged.top(1)[0][0] in truth for _, truth, tagged in result.examples)
     assert hits >= 2
+    # calibrated tags: thresholds chosen on val do at least as well on test as 0.5
+    shards = tmp_path / "demo" / "shards"
+    cal, _ = calibrate_checkpoint(result.checkpoint, shards, split="val")
+    test = score_shards(load_tagger(result.checkpoint), shards, "test")
+    assert test.scores.shape == (45, len(TAGS))
+    at_half = f1_at_thresholds(test.scores, test.targets, 0.5)
+    calibrated = f1_at_thresholds(test.scores, test.targets, cal.for_tags(model.tags))
+    print(f"test F1 macro: 0.5 {at_half.f1_macro:.4f}, calibrated {calibrated.f1_macro:.4f}")
+    assert calibrated.f1_macro >= at_half.f1_macro
