@@ -14,7 +14,7 @@ batch of synthetic music crops (``musictag.data.sources.synth``) three ways, int
 Prints a Markdown table (crops/s, ratio to PyTorch), the largest score difference and the load.
 
     python benchmarks/onnx_throughput.py --model mtat_musicnn --batch 16
-    python benchmarks/onnx_throughput.py --model mtat_fcn --batch 4
+    python benchmarks/onnx_throughput.py --model mtat_fcn --batch 4 --threads 1
 """
 
 from __future__ import annotations
@@ -49,7 +49,10 @@ def main() -> None:
     p.add_argument("--model", choices=MODELS, default="mtat_musicnn")
     p.add_argument("--batch", type=int, default=16, help="crops per forward pass")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="default: torch's")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = make_checkpoint(args.model, Path(tmp))

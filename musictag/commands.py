@@ -396,14 +396,18 @@ def _threshold_arg(value: str) -> float | str:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint
 
-    result = export_checkpoint(
-        args.checkpoint,
-        args.output,
-        format=args.format,
-        opset=args.opset,
-        license=args.license,
-        check=not args.no_check,
-    )
+    try:
+        result = export_checkpoint(
+            args.checkpoint,
+            args.output,
+            format=args.format,
+            opset=args.opset,
+            license=args.license,
+            check=not args.no_check,
+        )
+    except ImportError as e:  # the export extra is not installed
+        print(f"musictag export: error: {e}", file=sys.stderr)
+        return 2
     card = result.card
     print(
         f"wrote {result.path} ({card['format']}): waveform [batch, {card['window']['samples']}] "

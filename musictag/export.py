@@ -188,8 +188,12 @@ def run_exported(path: str | Path, waveform: np.ndarray | torch.Tensor) -> np.nd
     path = Path(path)
     x = np.ascontiguousarray(np.asarray(waveform, dtype=np.float32))
     if path.suffix == ".onnx":
-        import onnxruntime as ort
-
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ImportError(
+                f"running {path} needs onnxruntime: pip install 'musictag[export]' ({e})"
+            ) from e
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return session.run(["scores"], {"waveform": x})[0]
     if path.suffix == ".pt2":
@@ -268,7 +272,7 @@ def model_card(
         if hasattr(fe, name):
             frontend[name] = getattr(fe, name)
     if hasattr(fe, "n_fft"):
-        frontend["stft"] = "conv1d (real-valued; equals torch.stft)"
+        frontend["stft"] = "conv1d (real-valued; same features as torch.stft)"
         frontend.update(
             {k: v for k, v in dict(hp.get("frontend_kwargs") or {}).items() if k not in frontend}
         )
