@@ -129,7 +129,8 @@ def catalogue_settings(
         "aggregation": inference.aggregation,
         "layers": inference.embeddings,
         "top_k": inference.top_k,
-        "threshold": inference.threshold,
+        # per-tag calibrated thresholds are an array: stored as a JSON list
+        "threshold": None if inference.threshold is None else np.asarray(inference.threshold).tolist(),
     }
 
 

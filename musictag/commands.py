@@ -94,6 +94,26 @@ def _inference(args: argparse.Namespace, model: Any, **kwargs: Any) -> Any:
     )
 
 
+def _thresholds(args: argparse.Namespace, model: Any) -> tuple[Any, int | None]:
+    """``--threshold`` (a number, or ``auto``: the checkpoint's calibrated per-tag thresholds)
+    and ``--top-k`` (default: every tag above its threshold with ``auto``, else the 5 best)."""
+    threshold = args.threshold
+    if threshold == "auto":
+        from .calibrate import load_calibration
+
+        calibration = load_calibration(args.checkpoint)
+        if calibration is None:
+            raise ValueError(
+                f"{args.checkpoint} holds no calibrated thresholds: run "
+                "`musictag calibrate CHECKPOINT SHARDS` first, or pass a number"
+            )
+        threshold = calibration.for_tags(model.tags)
+    top_k = args.top_k
+    if top_k is None:
+        top_k = None if args.threshold == "auto" else 5
+    return threshold, top_k
+
+
 def _plot_paths(spec: str, files: Sequence[Path]) -> dict[Path, Path]:
     """``out.png`` for one file; ``out_<stem>.png`` for several; ``<folder>/<stem>.png`` for a folder."""
     target = Path(spec)
@@ -212,8 +232,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     log = logging.getLogger("musictag")
     files = _audio_files(args.inputs)
     model = _load_model(args.checkpoint, None if args.db else args.device)
+    threshold, top_k = _thresholds(args, model)
     inference = _inference(
-        args, model, aggregation=args.aggregate, top_k=args.top_k, threshold=args.threshold
+        args, model, aggregation=args.aggregate, top_k=top_k, threshold=threshold
     )
     plots = _plot_paths(args.plot, files) if args.plot else {}
     plotted: list[Path] = []
@@ -496,6 +517,64 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     print(format_checks(checks))
     return 0 if all(c.ok for c in checks) else 1
 
+def _threshold_arg(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {value!r}") from None
+
+
+@_user_errors
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    try:
+        result = export_checkpoint(
+            args.checkpoint,
+            args.output,
+            format=args.format,
+            opset=args.opset,
+            license=args.license,
+            check=not args.no_check,
+        )
+    except ImportError as e:  # the export extra is not installed
+        print(f"musictag export: error: {e}", file=sys.stderr)
+        return 2
+    card = result.card
+    print(
+        f"wrote {result.path} ({card['format']}): waveform [batch, {card['window']['samples']}] "
+        f"at {card['sample_rate']} Hz -> scores [batch, {len(card['tags'])}] "
+        f"({card['output']['activation']})"
+    )
+    if result.max_abs_diff is not None:
+        print(
+            f"check on synthetic music: max |score difference| vs PyTorch {result.max_abs_diff:.2e}"
+        )
+    print(f"model card: {result.card_path}")
+    return 0
+
+
+@_user_errors
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate_checkpoint, thresholds_summary
+
+    cal, out = calibrate_checkpoint(
+        args.checkpoint,
+        args.shards,
+        split=args.split,
+        precision=args.precision,
+        crops=args.crops,
+        batch_size=args.batch_size,
+        device=args.device,
+        output=args.output,
+    )
+    for line in thresholds_summary(cal):
+        print(line)
+    print(f"stored in {out}; use them with `musictag predict {out} ... --threshold auto`")
+    return 0
+
 
 def _cmd_convert_sota(args: argparse.Namespace) -> int:
     from .pretrained import save_sota_checkpoint
@@ -593,8 +672,16 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint", help="a musictag checkpoint (.ckpt; musictag convert-sota makes one)"
     )
     _add_inputs(r)
-    r.add_argument("--top-k", type=int, default=5, help="tags per file (default: %(default)s)")
-    r.add_argument("--threshold", type=float, default=None, help="only tags scoring at least this")
+    r.add_argument(
+        "--top-k", type=int, default=None, help="tags per file (default: 5; all with auto)"
+    )
+    r.add_argument(
+        "--threshold",
+        type=_threshold_arg,
+        default=None,
+        help="only tags scoring at least this; 'auto': each tag's calibrated threshold "
+        "(musictag calibrate)",
+    )
     r.add_argument("--format", choices=("text", "json", "csv"), default="text")
     r.add_argument("-o", "--output", default=None, help="write the results here (default: stdout)")
     r.add_argument("--windows", action="store_true", help="JSON: add per-window scores")
@@ -675,6 +762,39 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="check that every native library musictag needs loads and works here"
     )
     k.set_defaults(func=_cmd_doctor)
+
+    ex = sub.add_parser(
+        "export", help="one graph from waveform to scores (ONNX, TorchScript, torch.export)"
+    )
+    ex.add_argument("checkpoint", help="a musictag checkpoint (.ckpt)")
+    ex.add_argument(
+        "-o", "--output", required=True, help="model.onnx, model.pt or model.pt2; card beside it"
+    )
+    ex.add_argument(
+        "--format",
+        choices=("onnx", "torchscript", "torch-export"),
+        default=None,
+        help="default: from the output's extension",
+    )
+    ex.add_argument("--opset", type=int, default=None, help="ONNX opset (default: exporter's)")
+    ex.add_argument("--license", default=None, help="licence of the weights, for the card")
+    ex.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+    ex.set_defaults(func=_cmd_export)
+
+    cb = sub.add_parser(
+        "calibrate", help="choose per-tag thresholds on a validation split, store them"
+    )
+    cb.add_argument("checkpoint", help="a musictag checkpoint (.ckpt); rewritten unless -o")
+    cb.add_argument("shards", help="shard folder (manifest.json) holding the split")
+    cb.add_argument("--split", default="val", help="held-out split (default: %(default)s)")
+    cb.add_argument(
+        "--precision", type=float, default=None, help="target precision (default: best F1)"
+    )
+    cb.add_argument("-o", "--output", default=None, help="write this checkpoint instead")
+    cb.add_argument("--crops", type=int, default=None, help="crops per track (default: model's)")
+    cb.add_argument("--batch-size", type=int, default=16, help="crops per forward pass")
+    cb.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    cb.set_defaults(func=_cmd_calibrate)
     return p
 
 

@@ -70,7 +70,7 @@ def select_tags(
     scores: np.ndarray,
     tags: Sequence[str],
     top_k: int | None = None,
-    threshold: float | None = None,
+    threshold: float | Sequence[float] | np.ndarray | None = None,
 ) -> list[tuple[str, float]]:
     """Tags by score, best first: those scoring at least ``threshold``, at most ``top_k`` of them.
 
@@ -78,15 +78,18 @@ def select_tags(
         scores: ``[n_tags]`` probabilities.
         tags: Tag names in score order.
         top_k: Keep at most this many; ``None``: no limit.
-        threshold: Keep only scores ``>= threshold``; ``None``: no limit.
+        threshold: Keep only scores ``>= threshold``: one value, or ``[n_tags]`` per-tag
+            thresholds (calibrated, :mod:`musictag.calibration`); ``None``: no limit.
 
     Returns:
         ``[(tag, score), ...]``, sorted by decreasing score (ties in tag order).
     """
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    out = [(tags[i], float(scores[i])) for i in order]
+    scores = np.asarray(scores)
+    order = np.argsort(-scores, kind="stable")
     if threshold is not None:
-        out = [(t, s) for t, s in out if s >= threshold]
+        keep = scores >= np.broadcast_to(np.asarray(threshold, dtype=np.float64), scores.shape)
+        order = order[keep[order]]
+    out = [(tags[i], float(scores[i])) for i in order]
     return out if top_k is None else out[: max(0, int(top_k))]
 
 
@@ -326,7 +329,8 @@ class Inference:
         embeddings: ``None`` (scores only), ``"last"`` (the penultimate representation) or
             ``"all"`` (every stage pooled and concatenated; see :meth:`Tagger.embed`).
         top_k: Number of tags in :attr:`TagResult.labels`; default: all.
-        threshold: Minimum score of the tags in :attr:`TagResult.labels`.
+        threshold: Minimum score of the tags in :attr:`TagResult.labels`: one value, or
+            ``[n_tags]`` per-tag thresholds.
         device: Device to run on; default: the model's.
         block_frames: Frames decoded per block.
     """
@@ -341,7 +345,7 @@ class Inference:
         aggregation: str | None = None,
         embeddings: str | None = None,
         top_k: int | None = None,
-        threshold: float | None = None,
+        threshold: float | Sequence[float] | np.ndarray | None = None,
         device: str | torch.device | None = None,
         block_frames: int = DEFAULT_BLOCK_FRAMES,
     ) -> None:
@@ -367,6 +371,10 @@ class Inference:
             raise ValueError(f"embeddings must be None, 'last' or 'all', got {embeddings!r}")
         self.embeddings = embeddings
         self.top_k = top_k
+        if threshold is not None and np.ndim(threshold) and np.size(threshold) != len(model.tags):
+            raise ValueError(
+                f"got {np.size(threshold)} per-tag thresholds for a model of {len(model.tags)} tags"
+            )
         self.threshold = threshold
         self.block_frames = int(block_frames)
         self.sample_rate = int(model.sample_rate)

@@ -7,12 +7,14 @@ import json
 import pytest
 
 from musictag import load_tagger
+from musictag.calibrate import calibrate_checkpoint, score_shards
+from musictag.calibration import f1_at_thresholds
 from musictag.data.sources.synth import TAGS
 from musictag.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow
-def test_demo_small_settings_reaches_the_bar(tmp_path):
+def test_demo_small_settings_reaches_the_bar(tmp_path, record_property):
     # fixed epochs and no time limit: the same number of steps on any machine
     cfg = DemoConfig(
         out_dir=tmp_path / "demo",
@@ -35,3 +37,14 @@ def test_demo_small_settings_reaches_the_bar(tmp_path):
     # the best-scored tag is a true tag for most examples
     hits = sum(tagged.top(1)[0][0] in truth for _, truth, tagged in result.examples)
     assert hits >= 2
+    # calibrated tags: thresholds chosen on val do at least as well on test as 0.5
+    shards = tmp_path / "demo" / "shards"
+    cal, _ = calibrate_checkpoint(result.checkpoint, shards, split="val")
+    test = score_shards(load_tagger(result.checkpoint), shards, "test")
+    assert test.scores.shape == (45, len(TAGS))
+    at_half = f1_at_thresholds(test.scores, test.targets, 0.5)
+    calibrated = f1_at_thresholds(test.scores, test.targets, cal.for_tags(model.tags))
+    for name, f1 in (("at_0.5", at_half), ("calibrated", calibrated)):
+        record_property(f"test_f1_macro_{name}", round(f1.f1_macro, 4))
+        record_property(f"test_f1_micro_{name}", round(f1.f1_micro, 4))
+    assert calibrated.f1_macro >= at_half.f1_macro
