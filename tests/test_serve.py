@@ -103,7 +103,7 @@ def running(app) -> Iterator[str]:
         assert not thread.is_alive(), "server did not stop"
 
 
-def post(url: str, body: bytes, timeout: float = 30) -> tuple[int, list[dict]]:
+def post(url: str, body: bytes | Iterator[bytes], timeout: float = 30) -> tuple[int, list[dict]]:
     """POST ``body``; the status and the NDJSON lines (or the one JSON error document)."""
     req = urllib.request.Request(url, data=body, method="POST")
     req.add_header("Content-Type", "application/octet-stream")
@@ -204,6 +204,10 @@ def test_bad_uploads_are_refused_with_the_file_named(server, setup, tmp_path):
     with running(small) as small_url:
         status, [doc] = post(f"{small_url}/api/analyze?filename=big.wav", os.urandom(20_000))
         assert status == 413 and doc["error"].startswith("big.wav: larger than the upload limit")
+        # without a Content-Length (chunked), the limit applies while the body arrives
+        chunks = iter([os.urandom(4000)] * 5)
+        status, [doc] = post(f"{small_url}/api/analyze?filename=big2.wav", chunks)
+        assert status == 413 and doc["error"].startswith("big2.wav: larger than the upload limit")
         assert list(small.state.upload_dir.iterdir()) == []
         info = get_json(f"{small_url}/api/info")
         assert info["index"] is None and info["defaults"]["similar"] == 0

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import soundfile as sf
 import torch
 from starlette.applications import Starlette
@@ -130,24 +131,17 @@ def create_app(
         folder.mkdir()
         path = folder / (_UNSAFE.sub("_", name)[-120:] or "upload")
         try:
-            size = await _receive(request, path, max_upload_bytes)
-            if size is None:
-                shutil.rmtree(folder, ignore_errors=True)
-                return _error(413, name, _too_large(max_upload_bytes))
-            if size == 0:
-                shutil.rmtree(folder, ignore_errors=True)
-                return _error(400, name, "the upload is empty (send the file as the request body)")
-            probe = await run_in_threadpool(_probe, path)
-        except ClientDisconnect:
+            duration = await _save_upload(request, path, max_upload_bytes)
+        except _Refused as e:
             shutil.rmtree(folder, ignore_errors=True)
-            return Response(status_code=400)
-        if isinstance(probe, str):
+            return _error(e.status, name, str(e))
+        except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
-            return _error(415, name, f"not an audio file that can be decoded ({probe})")
+            raise
         inference = Inference(
             model, hop=hop, batch_size=batch_size, top_k=k, embeddings=layers if n_sim else None
         )
-        events = _events(inference, index, path, name, probe, k, n_sim, info["model"])
+        events = _events(inference, index, path, name, duration, n_sim, info["model"])
         return StreamingResponse(_cleaned(events, folder), media_type=NDJSON)
 
     @contextlib.asynccontextmanager
@@ -204,16 +198,40 @@ def _too_large(limit: int) -> str:
     )
 
 
-async def _receive(request: Request, path: Path, limit: int) -> int | None:
-    """Write the request body to ``path``; its size, or ``None`` once it passes ``limit``."""
+class _Refused(Exception):
+    """An upload the API does not analyse: the HTTP status and why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _save_upload(request: Request, path: Path, limit: int) -> float:
+    """Write the request body to ``path`` and check that it is audio.
+
+    Returns:
+        The duration of the audio in seconds.
+
+    Raises:
+        _Refused: for an upload over ``limit`` bytes, an empty or interrupted one, or a file
+            that cannot be decoded.
+    """
     size = 0
-    with open(path, "wb") as f:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return None
-            f.write(chunk)
-    return size
+    try:
+        with open(path, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _Refused(413, _too_large(limit))
+                f.write(chunk)
+    except ClientDisconnect:
+        raise _Refused(400, "the upload was interrupted") from None
+    if size == 0:
+        raise _Refused(400, "the upload is empty (send the file as the request body)")
+    problem = await run_in_threadpool(_probe, path)
+    if isinstance(problem, str):
+        raise _Refused(415, f"not an audio file that can be decoded ({problem})")
+    return problem
 
 
 def _probe(path: Path) -> float | str:
@@ -239,7 +257,6 @@ def _events(
     path: Path,
     name: str,
     duration: float,
-    top_k: int,
     n_similar: int,
     model_info: dict[str, Any],
 ) -> Iterator[str]:
@@ -265,7 +282,7 @@ def _events(
                     {
                         "type": "windows",
                         "start_s": [round(float(s) / rate, 4) for s in item.starts],
-                        "scores": item.scores.round(5).tolist(),
+                        "scores": item.scores.astype(np.float64).round(5).tolist(),
                     }
                 )
             else:
