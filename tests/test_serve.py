@@ -232,6 +232,8 @@ def test_serve_command_wiring_and_errors(setup, monkeypatch, capsys, tmp_path):
     shutil.rmtree(served["app"].state.upload_dir)
     assert main(["serve", str(tmp_path / "missing.ckpt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["serve", str(setup["ckpt"]), "--batch-size", "0"]) == 2
+    assert "batch_size must be at least 1" in capsys.readouterr().err
     # an index of other embeddings (another model) is refused at start
     tracks = [{"id": "a", "path": "a.wav", "tags": []}, {"id": "b", "path": "b.wav", "tags": []}]
     TrackIndex(EmbeddingSet(np.eye(2, 16, dtype=np.float32), tracks)).save(tmp_path / "other")
@@ -257,7 +259,7 @@ def _chrome():
         "--no-sandbox",
         "--disable-dev-shm-usage",
         "--disable-gpu",
-        "--window-size=1000,1180",
+        "--window-size=1000,1230",
         "--mute-audio",
     ):
         options.add_argument(arg)
@@ -280,6 +282,15 @@ def test_page_in_headless_chromium(server, setup, tmp_path_factory, monkeypatch,
         driver.get(url + "/")
         wait.until(lambda d: "CRNNTagger" in d.find_element(By.ID, "model-info").text)
         assert "index of 3 tracks" in driver.find_element(By.ID, "model-info").text
+        text = tmp_path_factory.mktemp("browser") / "notes.txt"
+        text.write_text("not audio\n")
+        driver.find_element(By.ID, "file").send_keys(str(text))
+        wait.until(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "error"
+        )
+        assert driver.find_element(By.ID, "status").text == (
+            "notes.txt: not an audio file that can be decoded (Format not recognised)"
+        )
         driver.find_element(By.ID, "file").send_keys(str(song))
         wait.until(
             lambda d: (

@@ -57,6 +57,8 @@ def load_app(
     from ..checkpoints import load_tagger
     from ..search import TrackIndex
 
+    if max_upload_mb <= 0:
+        raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
     model = load_tagger(checkpoint)
     if device:
         model.to(device)
@@ -65,8 +67,6 @@ def load_app(
         made_with = track_index.set.meta.get("checkpoint")
         if made_with and Path(made_with).resolve() != Path(checkpoint).resolve():
             log.warning("the index was built with %s, not %s", made_with, checkpoint)
-    if max_upload_mb <= 0:
-        raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
     hop = round(hop_seconds * model.sample_rate) if hop_seconds else None
     return create_app(
         model,

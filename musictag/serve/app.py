@@ -86,7 +86,8 @@ def create_app(
     window = int(model.crop_samples)
     hop = int(hop) if hop else window
     rate = int(model.sample_rate)
-    aggregation = Inference(model, hop=hop).aggregation  # validates hop, reads the model's tta
+    # validates hop and batch size now rather than at the first upload; reads the model's tta
+    aggregation = Inference(model, hop=hop, batch_size=batch_size).aggregation
     tags = list(model.tags)
     uploads = Path(tempfile.mkdtemp(prefix="musictag-serve-"))
     info = {
