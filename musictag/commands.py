@@ -527,7 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--hop-seconds", type=float, default=None, help="window hop; default: index's or model's"
     )
-    v.add_argument("--batch-size", type=int, default=8, help="windows per forward pass and event")
+    v.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="windows per pass and event (default: %(default)s)",
+    )
     v.add_argument(
         "--max-upload-mb", type=float, default=200.0, help="upload limit (default: %(default)s)"
     )

@@ -174,6 +174,10 @@ def test_analyze_streams_window_scores_then_the_result(server, setup):
     assert result["similar"][0]["score"] == pytest.approx(1.0, abs=1e-4)
     status, events = post(f"{url}/api/analyze?filename=x.wav&top_k=2&similar=0", song.read_bytes())
     assert status == 200 and len(events[-1]["tags"]) == 2 and "similar" not in events[-1]
+    for name in ("..", "../../up.wav"):  # a name is only a label: nothing is written beside
+        status, events = post(f"{url}/api/analyze?filename={name}", song.read_bytes())
+        assert status == 200 and events[-1]["type"] == "result"
+        assert events[0]["file"] == Path(name).name
     assert list(app.state.upload_dir.iterdir()) == []  # each upload is removed
 
 

@@ -1,8 +1,9 @@
 """The live tagging web app: a page, its static assets and a JSON API over one loaded tagger.
 
 Built on `Starlette <https://www.starlette.io>`_ (ASGI, served by uvicorn): small, well kept,
-streaming responses and a test client built in, and no client-side code of its own, so every
-byte the browser gets is in ``musictag/serve/static``. Scoring reuses
+with streaming responses and static files built in and no client-side code of its own (FastAPI's
+documentation page loads its scripts from a CDN), so every byte the browser gets is in
+``musictag/serve/static``. Scoring reuses
 :meth:`musictag.inference.Inference.stream`; nothing here computes features or runs the model
 by other means. The API is described in ``docs/serve.md``.
 """
@@ -130,7 +131,8 @@ def create_app(
             return _error(413, name, _too_large(max_upload_bytes))
         folder = uploads / uuid.uuid4().hex
         folder.mkdir()
-        path = folder / (_UNSAFE.sub("_", name)[-120:] or "upload")
+        # a plain name that keeps the suffix (some formats are known by it), never "." or ".."
+        path = folder / f"upload_{_UNSAFE.sub('_', name)[-120:]}"
         try:
             duration = await _save_upload(request, path, max_upload_bytes)
         except _Refused as e:
