@@ -453,6 +453,26 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 @_user_errors
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import load_app, run
+    except ImportError as e:
+        print(f"musictag serve: error: {e}", file=sys.stderr)
+        return 2
+    app = load_app(
+        args.checkpoint,
+        args.index,
+        hop_seconds=args.hop_seconds,
+        batch_size=args.batch_size,
+        max_upload_mb=args.max_upload_mb,
+        device=args.device,
+    )
+    print(f"musictag serve: open http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
+    run(app, args.host, args.port)
+    return 0
+
+
+@_user_errors
 def _cmd_se_analysis(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -733,6 +753,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     s.set_defaults(func=_cmd_search)
+
+    v = sub.add_parser(
+        "serve", help="a local web page that tags an audio file live (docs/serve.md)"
+    )
+    v.add_argument("checkpoint", help="a musictag checkpoint (.ckpt)")
+    v.add_argument("--index", default=None, help="index folder (musictag index): similar tracks")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    v.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    v.add_argument(
+        "--hop-seconds", type=float, default=None, help="window hop; default: index's or model's"
+    )
+    v.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="windows per pass and event (default: %(default)s)",
+    )
+    v.add_argument(
+        "--max-upload-mb", type=float, default=200.0, help="upload limit (default: %(default)s)"
+    )
+    v.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    v.set_defaults(func=_cmd_serve)
 
     a = sub.add_parser(
         "se-analysis", help="mean squeeze-and-excitation activations per tag (Kim et al. 2018)"

@@ -45,6 +45,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "Inference",
     "TagResult",
+    "WindowScores",
     "collect_audio_files",
     "embed_file",
     "embed_tracks",
@@ -161,6 +162,19 @@ class TagResult:
                 "scores": np.round(self.window_scores, 6).tolist(),
             }
         return out
+
+
+@dataclass
+class WindowScores:
+    """Scores of consecutive windows of one track, as :meth:`Inference.stream` produces them.
+
+    Attributes:
+        starts: Window start offsets in samples at the model's rate, ``[n]``.
+        scores: Per-window probabilities, ``[n, n_tags]``.
+    """
+
+    starts: np.ndarray
+    scores: np.ndarray
 
 
 # ------------------------------------------------------------------------------ audio streams
@@ -425,6 +439,40 @@ class Inference:
     def iter_keyed(self, pairs: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
         """Like :meth:`iter_sources`, for ``(key, source)`` pairs; yields ``(key, result)``."""
         yield from self._run((key, self._window_factory(s)) for key, s in pairs)
+
+    def stream(self, source: str | Path | tuple[Any, int]) -> Iterator[WindowScores | TagResult]:
+        """Tag one file (or ``(waveform, sample_rate)``) and report each batch as it is scored.
+
+        For live displays: the scores of the first windows are available while the rest of the
+        file is still being decoded.
+
+        Yields:
+            A :class:`WindowScores` per scored batch (``batch_size`` windows, fewer for the
+            last), in order; then the :class:`TagResult` of the whole track.
+
+        Raises:
+            AudioReadError: if the file cannot be used (possibly after some windows were yielded).
+        """
+        name, make_windows = self._window_factory(source)
+        track = _Track(key=source, source=name)
+        pending: list[tuple[_Track, int, np.ndarray]] = []
+
+        def flush() -> WindowScores:
+            done = len(track.starts)
+            self._flush(pending)
+            return WindowScores(
+                np.asarray(track.starts[done:], dtype=np.int64), np.stack(track.scores[done:])
+            )
+
+        for start, w in _reading(track, make_windows):
+            pending.append((track, start, w))
+            if len(pending) >= self.batch_size:
+                yield flush()
+        if track.error is not None:
+            raise track.error
+        if pending:
+            yield flush()
+        yield self._finish(track)  # type: ignore[misc]
 
     # ------------------------------------------------------------ internals
     def _window_factory(self, source: Any) -> tuple[str, Callable[[], Iterable]]:

@@ -23,3 +23,24 @@ def shared_dir() -> Path:
 def _quiet_wandb(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+_ARTIFACTS = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def record_artifact(request):
+    """``record_artifact(what, path)``: list a file a test wrote in the terminal summary."""
+
+    def record(what: str, path: Path) -> None:
+        request.config.stash.setdefault(_ARTIFACTS, []).append((what, Path(path)))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    artifacts = config.stash.get(_ARTIFACTS, [])
+    if artifacts:
+        terminalreporter.section("files written by tests")
+        for what, path in artifacts:
+            terminalreporter.write_line(f"{what}: {path}")

@@ -17,6 +17,8 @@ from musictag.audio import AudioReadError, load_audio
 from musictag.commands import main
 from musictag.inference import (
     Inference,
+    TagResult,
+    WindowScores,
     collect_audio_files,
     embed_file,
     plot_tag_activation,
@@ -34,12 +36,13 @@ CROP = 4000
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def tiny_crnn(n_tags: int = 4, seed: int = 0) -> CRNNTagger:
-    """A CRNN small enough for tests: 8 kHz, 0.5-s windows."""
+def tiny_crnn(n_tags: int = 4, seed: int = 0, tags: list[str] | None = None) -> CRNNTagger:
+    """A CRNN small enough for tests: 8 kHz, 0.5-s windows (tags ``t0, t1, ...`` by default)."""
     torch.manual_seed(seed)
+    tags = tags or [f"t{i}" for i in range(n_tags)]
     return CRNNTagger(
-        n_tags=n_tags,
-        tags=[f"t{i}" for i in range(n_tags)],
+        n_tags=len(tags),
+        tags=tags,
         n_mels=32,
         channels=(8, 8, 8, 8),
         pools=((2, 2), (2, 2), (2, 2), (4, 2)),
@@ -216,6 +219,25 @@ def test_iter_files_shares_batches_and_reports_bad_files(tmp_path):
             np.testing.assert_allclose(result.window_scores, alone.window_scores, atol=2e-6)
         else:
             assert isinstance(result, AudioReadError) and str(path) in str(result)
+
+
+def test_stream_reports_batches_then_the_track(tmp_path):
+    model = tiny_crnn()
+    path = noise_file(tmp_path / "a.wav", 3.3)
+    inference = Inference(model, hop=1000, batch_size=4, embeddings="last")
+    whole = inference(path)
+    *batches, last = list(inference.stream(path))
+    n = len(whole.starts)  # 24 windows: batches of 4
+    assert [len(b.starts) for b in batches] == [4] * (n // 4) + ([n % 4] if n % 4 else [])
+    assert all(isinstance(b, WindowScores) for b in batches) and isinstance(last, TagResult)
+    np.testing.assert_array_equal(np.concatenate([b.starts for b in batches]), whole.starts)
+    np.testing.assert_allclose(np.concatenate([b.scores for b in batches]), whole.window_scores)
+    np.testing.assert_allclose(last.scores, whole.scores)
+    np.testing.assert_allclose(last.embedding, whole.embedding)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not audio")
+    with pytest.raises(AudioReadError, match="bad.wav"):
+        list(inference.stream(bad))
 
 
 def test_collect_audio_files(tmp_path):
