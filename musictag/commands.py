@@ -127,6 +127,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         aggregation=args.aggregate,
         top_k=args.top_k,
         threshold=args.threshold,
+        strict=args.strict,
     )
     plots = _plot_paths(args.plot, files) if args.plot else {}
     results, failed = [], []
@@ -158,6 +159,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             out.close()
     if plots and results:
         log.info("tag activation plots: %s", ", ".join(str(plots[Path(r.source)]) for r in results))
+    if inference.truncated:
+        log.warning(
+            "%d of %d files decoded to less audio than their headers promise and were tagged "
+            "from what decodes (--strict refuses them): %s",
+            len(inference.truncated),
+            len(files),
+            "; ".join(
+                f"{t.path} ({t.decoded_s:.2f} s of {t.expected_s:.2f} s)"
+                for t in inference.truncated
+            ),
+        )
     if failed:
         log.warning("%d of %d files could not be tagged", len(failed), len(files))
     return 1 if not results else 0
@@ -461,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot-tags", type=int, default=5, help="tags drawn (default: %(default)s)")
     _add_windowing(r)
     r.add_argument("--aggregate", choices=("mean", "max"), default=None, help="default: model's")
+    r.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse files that decode to less audio than their headers promise "
+        "(default: tag what decodes, with a warning)",
+    )
     r.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser(

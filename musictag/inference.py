@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soundfile as sf
 import soxr
 import torch
 
-from .audio import AudioReadError, to_mono_resampled
+from .audio import AudioReader, AudioReadError, Truncation, to_mono_resampled
 from .data.sources.folder import AUDIO_EXTENSIONS
 from .tta import AGGREGATIONS, aggregate, eval_crop_starts
 
@@ -178,7 +177,12 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
 
 
 def stream_audio(
-    path: str | Path, sample_rate: int, block_frames: int = DEFAULT_BLOCK_FRAMES
+    path: str | Path,
+    sample_rate: int,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+    *,
+    strict: bool = False,
+    truncations: list[Truncation] | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode an audio file block by block, as mono float32 at ``sample_rate``.
 
@@ -190,42 +194,40 @@ def stream_audio(
         path: Any file soundfile reads (wav, flac, ogg, mp3, ...).
         sample_rate: Output rate in Hz.
         block_frames: Frames decoded per block, at the file's rate.
+        strict: Refuse a file that decodes to less than its header promises.
+        truncations: When given, a file that decodes to less than its header promises (and is
+            used as far as it decodes) adds its :class:`~musictag.audio.Truncation` here.
 
     Yields:
         float32 ``[n]`` chunks (non-empty).
 
     Raises:
-        AudioReadError: naming the file, when it is missing, unreadable, empty or non-finite.
+        AudioReadError: naming the file, when it is missing, unreadable, empty or non-finite
+            (:class:`~musictag.audio.TruncatedAudioError` for a truncated file with ``strict``).
     """
-    path = Path(path)
-    try:
-        f = sf.SoundFile(path)
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
-        raise AudioReadError(f"{path}: {e}") from e
     n_in = 0
-    with f:
-        in_rate = int(f.samplerate)
+    with AudioReader(path, strict=strict) as reader:
+        in_rate = reader.sample_rate
         resampler = (
             soxr.ResampleStream(in_rate, sample_rate, 1, dtype="float32", quality="HQ")
             if in_rate != sample_rate
             else None
         )
-        try:
-            for block in f.blocks(blocksize=int(block_frames), dtype="float32", always_2d=True):
-                x = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-                if not np.isfinite(x).all():
-                    raise AudioReadError(f"{path}: non-finite samples (NaN or Inf)")
-                n_in += x.shape[0]
-                if resampler is not None:
-                    x = resampler.resample_chunk(x, last=False)
-                if x.size:
-                    yield x
-            if resampler is not None and n_in:
-                tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-                if tail.size:
-                    yield tail
-        except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise AudioReadError(f"{path}: {e}") from e
+        for block in reader.blocks(int(block_frames)):
+            x = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            if not np.isfinite(x).all():
+                raise AudioReadError(f"{path}: non-finite samples (NaN or Inf)")
+            n_in += x.shape[0]
+            if resampler is not None:
+                x = resampler.resample_chunk(x, last=False)
+            if x.size:
+                yield x
+        if resampler is not None and n_in:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.size:
+                yield tail
+        if reader.truncation is not None and truncations is not None:
+            truncations.append(reader.truncation)
     if n_in == 0:
         raise AudioReadError(f"{path}: zero-length audio")
 
@@ -329,6 +331,12 @@ class Inference:
         threshold: Minimum score of the tags in :attr:`TagResult.labels`.
         device: Device to run on; default: the model's.
         block_frames: Frames decoded per block.
+        strict: Refuse (as an :class:`~musictag.audio.AudioReadError`) a file that decodes to
+            less audio than its header promises; by default it is tagged from what decodes.
+
+    Attributes:
+        truncated: The :class:`~musictag.audio.Truncation` of every file tagged so far that
+            decoded to less than its header promises (used as far as it decodes).
     """
 
     def __init__(
@@ -344,6 +352,7 @@ class Inference:
         threshold: float | None = None,
         device: str | torch.device | None = None,
         block_frames: int = DEFAULT_BLOCK_FRAMES,
+        strict: bool = False,
     ) -> None:
         self.model = model.eval()
         if device is not None:
@@ -370,6 +379,8 @@ class Inference:
         self.threshold = threshold
         self.block_frames = int(block_frames)
         self.sample_rate = int(model.sample_rate)
+        self.strict = strict
+        self.truncated: list[Truncation] = []
 
     @property
     def device(self) -> torch.device:
@@ -423,14 +434,10 @@ class Inference:
         if isinstance(source, (str, Path)):
             name = str(source)
             if self.crops is None:
-                return name, lambda: sliding_windows(
-                    stream_audio(source, self.sample_rate, self.block_frames),
-                    self.window,
-                    self.hop,
-                )
+                return name, lambda: sliding_windows(self._stream(source), self.window, self.hop)
 
             def whole() -> Iterable:
-                chunks = list(stream_audio(source, self.sample_rate, self.block_frames))
+                chunks = list(self._stream(source))
                 return _crop_windows(np.concatenate(chunks), self.window, self.crops or 1)
 
             return name, whole
@@ -448,6 +455,15 @@ class Inference:
             return sliding_windows([x], self.window, self.hop)
 
         return name, from_array
+
+    def _stream(self, path: str | Path) -> Iterator[np.ndarray]:
+        return stream_audio(
+            path,
+            self.sample_rate,
+            self.block_frames,
+            strict=self.strict,
+            truncations=self.truncated,
+        )
 
     def _run(self, items: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
         pending: list[tuple[_Track, int, np.ndarray]] = []
