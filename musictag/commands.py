@@ -1,4 +1,4 @@
-"""The ``musictag`` command: prepare, demo, predict, embed, index, search, se-analysis, ...
+"""The ``musictag`` command: prepare, demo, predict, embed, index, search, se-analysis, verify, ...
 
 Recipes (training runs) use the LightningCLI entry in :mod:`musictag.cli` instead.
 
@@ -352,6 +352,31 @@ def _cmd_se_analysis(args: argparse.Namespace) -> int:
     return 0
 
 
+@_user_errors
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .data.integrity import verify_shards
+
+    failed = False
+    for path in args.shards:
+        report = verify_shards(path)
+        for problem in report.problems:
+            print(f"{path}/{problem}")
+        if report.unverified_shards:
+            print(
+                f"musictag verify: {path}: {len(report.unverified_shards)} of {report.n_shards} "
+                "shards carry no checksums (written before musictag recorded them): their tracks "
+                "were decoded but are unverified",
+                file=sys.stderr,
+            )
+        print(
+            f"musictag verify: {path}: {report.n_shards} shards, {report.n_samples} tracks: "
+            + ("ok" if report.ok else f"{len(report.problems)} problems"),
+            file=sys.stderr,
+        )
+        failed = failed or not report.ok
+    return 1 if failed else 0
+
+
 def _cmd_prepare(argv: Sequence[str]) -> int:
     """``musictag prepare <collection> --root ... --out ...``: options come from the preparer's signature."""
     import jsonargparse
@@ -528,6 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-tracks", type=int, default=None)
     a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     a.set_defaults(func=_cmd_se_analysis)
+
+    v = sub.add_parser(
+        "verify",
+        help="check shard sets against their checksums: one line per damaged track, exit 1",
+    )
+    v.add_argument("shards", nargs="+", help="shard folders (manifest.json)")
+    v.set_defaults(func=_cmd_verify)
 
     c = sub.add_parser(
         "convert-sota",
