@@ -342,7 +342,10 @@ def _cmd_se_analysis(args: argparse.Namespace) -> int:
     )
     out = plot_excitations(stats, args.output)
     counts = ", ".join(f"{t} {c}" for t, c in zip(stats.tags, stats.counts))
-    print(f"{stats.n_tracks} tracks; per tag: {counts}")
+    print(
+        f"{stats.n_tracks} tracks; per tag: {counts}"
+        + (f" ({stats.n_skipped} damaged tracks left out)" if stats.n_skipped else "")
+    )
     print("block     mean excitation   spread across tags (mean over channels of the std)")
     for b in stats.blocks:
         means = stats.mean(b)[stats.counts > 0]

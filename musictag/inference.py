@@ -22,7 +22,7 @@ window embeddings.
 from __future__ import annotations
 
 import logging
-import tarfile
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -443,6 +443,12 @@ class Inference:
             return name, whole
         wave, rate, *rest = source
         name = str(rest[0]) if rest else "<waveform>"
+        if isinstance(wave, AudioReadError):  # a damaged shard track (iter_shard_tracks)
+
+            def failed() -> Iterable:
+                raise wave
+
+            return name, failed
 
         def from_array() -> Iterable:
             x = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else wave
@@ -724,46 +730,77 @@ _SHARD_AUDIO = ("flac", "wav")  # the audio member of a shard sample, by shard a
 
 
 def iter_shard_tracks(
-    shard_dir: str | Path, splits: Sequence[str] | None = None
-) -> Iterator[tuple[dict[str, Any], np.ndarray, int]]:
-    """Every track of a shard set, in shard order, decoded with the safe decoders.
+    shard_dir: str | Path,
+    splits: Sequence[str] | None = None,
+    *,
+    with_errors: bool = False,
+    skipped: list[AudioReadError] | None = None,
+) -> Iterator[tuple[dict[str, Any], Any, int]]:
+    """Every track of a shard set, in shard order, checked and decoded with the safe decoders.
+
+    A damaged or undecodable track (checksum mismatch, damaged tar header, decoder error) or a
+    missing shard never stops the iteration: it is logged once, naming the shard and the key,
+    and skipped (or yielded as an error with ``with_errors``).
 
     Args:
         shard_dir: Folder with ``manifest.json``.
         splits: Splits to read; default: all, in manifest order.
+        with_errors: Yield ``(info, AudioReadError, 0)`` for a damaged track instead of
+            skipping it.
+        skipped: When given, the error of every skipped or failed track is appended here.
 
     Yields:
         ``(info, waveform [samples] float32, sample_rate)``; ``info`` holds ``id`` (track id),
         ``path`` (source file), ``tags``, ``split``, ``key``.
     """
-    from .data.shards import audio_info, decode_audio, decode_json, load_manifest, shard_urls
+    from .data.integrity import DECODE_ERRORS, check_sample, checksummed_shards
+    from .data.shards import decode_audio, decode_json, load_manifest, read_shard, shard_urls
 
     manifest = load_manifest(shard_dir)
+    checksummed = checksummed_shards(manifest)
     names = list(splits) if splits else list(manifest["splits"])
+
+    def damaged(url: str, key: str, split: str, reason: str) -> Iterator:
+        error = AudioReadError(f"{url}: track {key}: {reason}")
+        log.warning("skipping %s", error)
+        if skipped is not None:
+            skipped.append(error)
+        if with_errors:
+            info = {"id": key, "path": None, "tags": [], "split": split, "key": key}
+            yield info, error, 0
+
     for split in names:
         for url in shard_urls(manifest, split):
-            with tarfile.open(url, mode="r|") as tar:
-                members: dict[str, dict[str, bytes]] = {}
-                for m in tar:
-                    if not m.isfile():
-                        continue
-                    key, _, ext = m.name.rsplit("/", 1)[-1].partition(".")
-                    sample = members.setdefault(key, {})
-                    sample[ext.lower()] = tar.extractfile(m).read()  # type: ignore[union-attr]
-                    audio = next((sample[e] for e in _SHARD_AUDIO if e in sample), None)
-                    if audio is None or "json" not in sample:
-                        continue
-                    del members[key]
+            damage: list[str] = []
+            samples = read_shard(url, on_damage=damage.append)
+            while True:
+                try:
+                    sample = next(samples)
+                except StopIteration:
+                    break
+                except DECODE_ERRORS as e:  # the shard is gone or unreadable from here on
+                    damage.append(" ".join(f"{type(e).__name__}: {e}".split()))
+                    break
+                key = str(sample["__key__"])
+                try:
+                    check_sample(sample, required=os.path.realpath(url) in checksummed)
                     meta = decode_json(sample["json"])
-                    info = {
-                        "id": str(meta.get("track_id", key)),
-                        "path": meta.get("source"),
-                        "tags": list(meta.get("tags", [])),
-                        "split": split,
-                        "key": key,
-                    }
-                    rate = int(meta.get("sample_rate") or audio_info(audio)[1])
-                    yield info, decode_audio(audio), rate
+                    audio = next(sample[e] for e in _SHARD_AUDIO if e in sample)
+                    wave = decode_audio(audio)
+                except (*DECODE_ERRORS, StopIteration) as e:
+                    reason = str(e) if str(e) else type(e).__name__
+                    yield from damaged(url, key, split, " ".join(reason.split()))
+                    continue
+                info = {
+                    "id": str(meta.get("track_id", key)),
+                    "path": meta.get("source"),
+                    "tags": list(meta.get("tags", [])),
+                    "split": split,
+                    "key": key,
+                }
+                yield info, wave, int(meta.get("sample_rate") or manifest["sample_rate"])
+            for d in damage:
+                yield from damaged(url, "-", split, d)
 
 
 def embed_tracks(
@@ -820,7 +857,7 @@ def embed_tracks(
     k = crops or int(model.hparams.get("eval_crops", 16))
     shard_inference = Inference(model, crops=k, batch_size=batch_size, embeddings=layers)
     for shard_dir in shard_sets:
-        tracks = iter_shard_tracks(shard_dir, splits)
+        tracks = iter_shard_tracks(shard_dir, splits, with_errors=True)
         pairs = ((info, (wave, rate, info["id"])) for info, wave, rate in tracks)
         for info, result in shard_inference.iter_keyed(pairs):
             info["path"] = info["path"] or f"{shard_dir}/{info['key']}"
