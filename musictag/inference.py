@@ -761,7 +761,9 @@ def iter_shard_tracks(
     names = list(splits) if splits else list(manifest["splits"])
 
     def damaged(url: str, key: str, split: str, reason: str) -> Iterator:
-        error = AudioReadError(f"{url}: track {key}: {reason}")
+        error = AudioReadError(
+            f"{url}: track {key}: {reason}" if key != "-" else f"{url}: {reason}"
+        )
         log.warning("skipping %s", error)
         if skipped is not None:
             skipped.append(error)

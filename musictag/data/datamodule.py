@@ -81,6 +81,9 @@ class ReadReport:
         stage: ``"train"``, ``"val"`` or ``"test"``.
         n_tracks: Tracks delivered (scored, for ``val``/``test``).
         skipped: Tracks skipped because they are damaged or undecodable (not scored).
+        shard_damage: Damage found in the shards themselves (a damaged tar header, a shard
+            gone), ``key`` ``"-"``; the tracks it hides are in ``skipped`` when a member of
+            theirs survives, else only missing from ``n_tracks``.
         n_expected: Tracks the manifest lists for the stage's shards (one process reads them
             all; under DDP each rank reads its share), or ``None`` without a manifest.
     """
@@ -88,12 +91,21 @@ class ReadReport:
     stage: str
     n_tracks: int = 0
     skipped: list[SkippedTrack] = field(default_factory=list)
+    shard_damage: list[SkippedTrack] = field(default_factory=list)
     n_expected: int | None = None
 
     @property
     def n_skipped(self) -> int:
-        """Tracks skipped (``len(skipped)``, damage to a whole shard counted once)."""
+        """Tracks skipped (``len(skipped)``)."""
         return len(self.skipped)
+
+    @property
+    def n_not_scored(self) -> int:
+        """Tracks of the shards not delivered: ``n_expected - n_tracks`` when the manifest
+        says how many there are (a single process), else ``n_skipped``."""
+        if self.n_expected is not None:
+            return self.n_expected - self.n_tracks
+        return self.n_skipped
 
 
 def _is_url(s: str) -> bool:
@@ -449,16 +461,19 @@ class _StreamLoader(DataLoader):
         self.reports[self.stage] = report
         for batch in batches:
             for skipped in batch.pop(_SKIPPED, ()):
-                report.skipped.append(skipped)
+                (report.shard_damage if skipped.key == "-" else report.skipped).append(skipped)
                 if (skipped.shard, skipped.key) not in self.logged:
                     self.logged.add((skipped.shard, skipped.key))
-                    log.warning(
-                        "%s: skipping track %s of %s: %s",
-                        self.stage,
-                        skipped.key,
-                        skipped.shard,
-                        skipped.reason,
-                    )
+                    if skipped.key == "-":
+                        log.warning("%s: %s: %s", self.stage, skipped.shard, skipped.reason)
+                    else:
+                        log.warning(
+                            "%s: skipping track %s of %s: %s",
+                            self.stage,
+                            skipped.key,
+                            skipped.shard,
+                            skipped.reason,
+                        )
             report.n_tracks += len(batch["key"])
             yield batch
         if report.skipped:
@@ -466,7 +481,7 @@ class _StreamLoader(DataLoader):
                 "%s: %d tracks delivered, %d skipped as damaged or undecodable%s",
                 self.stage,
                 report.n_tracks,
-                report.n_skipped,
+                report.n_not_scored if self.stage != "train" else report.n_skipped,
                 "" if self.stage == "train" else " (not scored)",
             )
 
