@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # frames (and 0.1 %) of slack before calling a file truncated.
 _LENGTH_SLACK_FRAMES = 2 * 1152
 _DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
+_RETRY_BLOCK_FRAMES = 1024
 
 
 class AudioReadError(ValueError):
@@ -205,17 +206,26 @@ class AudioReader:
             AudioReadError: when nothing decodes; :class:`TruncatedAudioError` with ``strict``.
         """
         detail = ""
-        try:
-            for block in self._file.blocks(int(block_frames), dtype="float32", always_2d=True):
-                self.decoded_frames += block.shape[0]
-                yield block
-        except _DECODE_ERRORS as e:
-            detail = " ".join(str(e).split())
-            if self.decoded_frames == 0:
-                raise AudioReadError(
-                    f"{self.path}: not decodable audio: the audio data is damaged "
-                    f"(libsndfile: {detail})"
-                ) from e
+        size = int(block_frames)
+        while True:
+            try:
+                block = self._file.read(size, dtype="float32", always_2d=True)
+            except _DECODE_ERRORS as e:
+                if size > _RETRY_BLOCK_FRAMES and self._reopen_at(self.decoded_frames):
+                    # libsndfile drops a whole block on a decoder error: salvage what decodes
+                    size = _RETRY_BLOCK_FRAMES
+                    continue
+                detail = " ".join(str(e).split())
+                if self.decoded_frames == 0:
+                    raise AudioReadError(
+                        f"{self.path}: not decodable audio: the audio data is damaged "
+                        f"(libsndfile: {detail})"
+                    ) from e
+                break
+            if block.shape[0] == 0:
+                break
+            self.decoded_frames += block.shape[0]
+            yield block
         slack = max(_LENGTH_SLACK_FRAMES, self.expected_frames // 1000)
         if detail or self.decoded_frames < self.expected_frames - slack:
             self.truncation = Truncation(
@@ -229,6 +239,16 @@ class AudioReader:
                 raise TruncatedAudioError(self.truncation)
             if self.warn:
                 log.warning("%s: %s; using what decodes", self.path, self.truncation)
+
+    def _reopen_at(self, frame: int) -> bool:
+        try:
+            self._file.close()
+            self._file = sf.SoundFile(self.path)
+            if frame:
+                self._file.seek(frame)
+            return True
+        except (*_DECODE_ERRORS, TypeError):
+            return False
 
     def read(self) -> np.ndarray:
         """The whole file, float32 ``[frames, channels]`` (see :meth:`blocks`)."""
