@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import itertools
 import logging
+import multiprocessing
 import os
 import random
 import re
@@ -219,8 +220,11 @@ class _TrackStream(IterableDataset):
 
     Yields ``{"audio": [crop] or [K, crop], "target": [n_tags], "key": str}``.
 
-    The epoch is set by the loader (``set_epoch``) in the main process; a copy living in a
-    persistent worker counts its own passes on top of that, so every pass gets fresh shuffling.
+    The epoch is set by the loader (``set_epoch``) in the main process and shared with the
+    copies living in DataLoader workers (persistent ones included) through shared memory, so a
+    worker always uses the epoch of the latest ``set_epoch``, however often the loader was
+    iterated. Passes without a ``set_epoch`` in between count on top of it, so every pass gets
+    fresh shuffling.
     """
 
     def __init__(
@@ -252,6 +256,9 @@ class _TrackStream(IterableDataset):
         self.repeat = False
         self.epoch = 0
         self._passes = 0
+        # [epoch, number of set_epoch calls], in shared memory: inherited by DataLoader workers
+        self._shared_epoch = multiprocessing.RawArray("q", 2)
+        self._sets_seen = 0
         self._dist: tuple[int, int] | None = None
 
     @property
@@ -262,7 +269,8 @@ class _TrackStream(IterableDataset):
         """Set the epoch (and record the DDP rank here, in the main process)."""
         self.epoch = epoch
         self.repeat = repeat
-        self._passes = 0
+        self._shared_epoch[0] = epoch
+        self._shared_epoch[1] += 1
         self._dist = tuple(wds.utils.pytorch_worker_info()[:2])
 
     def _shard_source(self, epoch: int, rank: int, world: int) -> Iterator[dict[str, str]]:
@@ -280,7 +288,10 @@ class _TrackStream(IterableDataset):
             yield {"url": url}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch = self.epoch + self._passes
+        sets = int(self._shared_epoch[1])
+        if sets != self._sets_seen:  # a set_epoch since this copy's last pass
+            self._sets_seen, self._passes = sets, 0
+        epoch = int(self._shared_epoch[0]) + self._passes
         self._passes += 1
         rank, world = self._dist or tuple(wds.utils.pytorch_worker_info()[:2])
         worker = torch.utils.data.get_worker_info()
@@ -786,6 +797,11 @@ class TagDataModule(pl.LightningDataModule):
 
     def _loader_kwargs(self) -> dict[str, Any]:
         return {
+            # A DataLoader draws a base seed for each new iterator from this generator (else from
+            # the global torch RNG). Persistent workers reuse their iterator: drawing from the
+            # global RNG would shift dropout & co. between an uninterrupted and a resumed run.
+            # The streams seed themselves from (seed, epoch, rank, worker), not from it.
+            "generator": torch.Generator().manual_seed(self.seed & _SEED_MASK),
             "num_workers": self.num_workers,
             "collate_fn": _collate,
             "pin_memory": self.pin_memory,
