@@ -274,18 +274,31 @@ class _TrackStream(IterableDataset):
         self._dist = tuple(wds.utils.pytorch_worker_info()[:2])
 
     def _shard_source(self, epoch: int, rank: int, world: int) -> Iterator[dict[str, str]]:
-        """This rank's shards: shuffled with a seed shared by all ranks, then split by rank."""
+        """This rank's shards: shuffled with a seed shared by all ranks, then split by rank.
 
-        def one_round(r: int) -> list[str]:
-            if not self.training:
-                return self.urls
-            order = np.random.default_rng([self.seed, epoch, r]).permutation(len(self.urls))
-            return [self.urls[i] for i in order]
-
-        rounds = itertools.count() if self.repeat else range(1)
-        stream = itertools.chain.from_iterable(one_round(r) for r in rounds)
-        for url in itertools.islice(stream, rank, None, world):
-            yield {"url": url}
+        The split is made once per epoch, so in repeat mode (several DDP ranks) a rank cycles
+        over its own shards only (reshuffled each round) and no training track is read by two
+        ranks in one epoch. With fewer shards than ranks, shards are shared (and said to be).
+        """
+        if not self.training:
+            yield from ({"url": u} for u in self.urls[rank::world])
+            return
+        order = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.urls))
+        if len(order) >= world:
+            mine = [self.urls[i] for i in order[rank::world]]
+        else:
+            if rank == 0:
+                log.warning(
+                    "%d training shards for %d ranks: ranks share shards, so some tracks are "
+                    "read by two ranks in one epoch; write more, smaller shards",
+                    len(order),
+                    world,
+                )
+            mine = [self.urls[order[rank % len(order)]]]
+        yield from ({"url": u} for u in mine)
+        for r in itertools.count(1) if self.repeat else ():
+            again = np.random.default_rng([self.seed, epoch, rank, r]).permutation(len(mine))
+            yield from ({"url": mine[i]} for i in again)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         sets = int(self._shared_epoch[1])
