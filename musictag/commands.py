@@ -407,6 +407,12 @@ def _cmd_prepare(argv: Sequence[str]) -> int:
         f"{name}: {report.n_written} tracks written to {report.out_dir}, {report.n_failed} failed"
         + (f" (listed in {report.out_dir / 'failures.tsv'})" if report.n_failed else "")
     )
+    if report.truncated:
+        print(
+            f"{name}: {len(report.truncated)} of the written tracks decoded to less audio than "
+            f"their headers promise (listed in {report.out_dir / 'truncated.tsv'}; --strict "
+            "refuses them)"
+        )
     return 0
 
 
