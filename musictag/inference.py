@@ -753,8 +753,13 @@ def iter_shard_tracks(
         ``(info, waveform [samples] float32, sample_rate)``; ``info`` holds ``id`` (track id),
         ``path`` (source file), ``tags``, ``split``, ``key``.
     """
-    from .data.integrity import DECODE_ERRORS, check_sample, checksummed_shards
-    from .data.shards import decode_audio, decode_json, load_manifest, read_shard, shard_urls
+    from .data.integrity import (
+        DECODE_ERRORS,
+        check_sample,
+        checksummed_shards,
+        read_shard_tolerant,
+    )
+    from .data.shards import decode_audio, decode_json, load_manifest, shard_urls
 
     manifest = load_manifest(shard_dir)
     checksummed = checksummed_shards(manifest)
@@ -774,15 +779,7 @@ def iter_shard_tracks(
     for split in names:
         for url in shard_urls(manifest, split):
             damage: list[str] = []
-            samples = read_shard(url, on_damage=damage.append)
-            while True:
-                try:
-                    sample = next(samples)
-                except StopIteration:
-                    break
-                except DECODE_ERRORS as e:  # the shard is gone or unreadable from here on
-                    damage.append(" ".join(f"{type(e).__name__}: {e}".split()))
-                    break
+            for sample in read_shard_tolerant(url, damage):
                 key = str(sample["__key__"])
                 try:
                     check_sample(sample, required=os.path.realpath(url) in checksummed)

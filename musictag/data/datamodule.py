@@ -32,7 +32,12 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from musictag.data.integrity import DECODE_ERRORS, check_sample, checksummed_shards
+from musictag.data.integrity import (
+    DECODE_ERRORS,
+    check_sample,
+    checksummed_shards,
+    read_shard_tolerant,
+)
 from musictag.data.shards import (
     AUDIO_FORMATS,
     CHECKSUMS_EXT,
@@ -41,7 +46,6 @@ from musictag.data.shards import (
     decode_audio,
     decode_json,
     load_manifest,
-    read_shard,
     shard_urls,
 )
 from musictag.data.vocab import TagVocab
@@ -185,15 +189,7 @@ def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
             continue
         damage: list[str] = []
         # A random crop then reads only its own bytes (pcm16) or FLAC frames.
-        samples = read_shard(url, select=_wanted_member, lazy=_AUDIO_EXTS, on_damage=damage.append)
-        while True:
-            try:
-                sample = next(samples)
-            except StopIteration:
-                break
-            except DECODE_ERRORS as e:  # the shard is gone, or unreadable from here on
-                damage.append(" ".join(f"{type(e).__name__}: {e}".split()))
-                break
+        for sample in read_shard_tolerant(url, damage, select=_wanted_member, lazy=_AUDIO_EXTS):
             while damage:
                 yield {_SKIPPED: SkippedTrack(url, "-", damage.pop(0)), "__url__": url}
             yield sample

@@ -39,6 +39,7 @@ __all__ = [
     "VerifyReport",
     "check_sample",
     "checksummed_shards",
+    "read_shard_tolerant",
     "verify_shards",
 ]
 
@@ -149,6 +150,34 @@ def check_sample(sample: Mapping[str, Any], required: bool = False) -> bool:
     return True
 
 
+def read_shard_tolerant(path: str | Path, damage: list[str], **kwargs: Any) -> Iterator[dict]:
+    """:func:`~musictag.data.shards.read_shard` that never raises for damage.
+
+    A damaged tar header is appended to ``damage`` and reading resumes at the next intact one;
+    a shard that is gone or unreadable from some point on is appended too, and ends the samples.
+
+    Args:
+        path: A local tar file.
+        damage: Receives one line per problem (the caller reports them).
+        **kwargs: ``select`` and ``lazy`` of ``read_shard``.
+
+    Yields:
+        The samples that could be read.
+    """
+    samples = read_shard(path, on_damage=damage.append, **kwargs)
+    while True:
+        try:
+            sample = next(samples)
+        except StopIteration:
+            return
+        except DECODE_ERRORS as e:
+            damage.append(
+                "unreadable from here on: " + " ".join(f"{type(e).__name__}: {e}".split())
+            )
+            return
+        yield sample
+
+
 def checksummed_shards(manifest: Mapping[str, Any]) -> dict[str, str]:
     """``{absolute shard path: SHA-256}`` of the manifest's shards written with checksums."""
     root = Path(manifest["_dir"])
@@ -187,15 +216,7 @@ def _shard_problems(root: Path, name: str, expected_count: int, digest: str | No
         yield Problem(name, "-", f"shard {SHARD_HASH} mismatch: the file differs from when written")
     damage: list[str] = []
     seen: list[str] = []
-    samples = read_shard(path, on_damage=damage.append)
-    while True:
-        try:
-            sample = next(samples)
-        except StopIteration:
-            break
-        except DECODE_ERRORS as e:  # a damaged pax header: nothing after it is readable
-            damage.append(f"unreadable from here on ({e})")
-            break
+    for sample in read_shard_tolerant(path, damage):
         key = str(sample["__key__"])
         seen.append(key)
         try:
