@@ -363,7 +363,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for path in args.shards:
         report = verify_shards(path)
         for problem in report.problems:
-            print(f"{path}/{problem}")
+            print(Path(path) / str(problem))  # shards/train-000002.tar: key: what
         if report.unverified_shards:
             print(
                 f"musictag verify: {path}: {len(report.unverified_shards)} of {report.n_shards} "
