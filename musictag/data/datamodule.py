@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import random
 import re
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -60,7 +61,8 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # pipe:, http://, s3://, file: 
 _SEED_MASK = (1 << 63) - 1
 _AUDIO_EXTS = tuple(AUDIO_FORMATS.values())  # "flac" (audio_format flac), "wav" (pcm16)
 _MEMBERS = tuple(f".{ext}" for ext in (*_AUDIO_EXTS, "json"))  # .checksums.json ends so too
-_SKIPPED = "__skipped__"  # key of the skip notices a delivered sample carries to the main process
+_SKIPPED = "__skipped__"
+_POSITION = "__position__"  # of a sample in its local shard  # key of the skip notices a delivered sample carries to the main process
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,9 @@ def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
             continue
         damage: list[str] = []
         # A random crop then reads only its own bytes (pcm16) or FLAC frames.
-        for sample in read_shard_tolerant(url, damage, select=_wanted_member, lazy=_AUDIO_EXTS):
+        samples = read_shard_tolerant(url, damage, select=_wanted_member, lazy=_AUDIO_EXTS)
+        for position, sample in enumerate(samples):
+            sample[_POSITION] = position
             while damage:
                 yield {_SKIPPED: SkippedTrack(url, "-", damage.pop(0)), "__url__": url}
             yield sample
@@ -236,12 +240,26 @@ class _TrackStream(IterableDataset):
         drop_untagged: bool = False,
         checksummed: set[str] | frozenset[str] = frozenset(),
         verify: bool = True,
+        shard_samples: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.urls = list(urls)
         self.checksummed = {u for u in self.urls if os.path.realpath(u) in checksummed}
         self.verify = verify
+        # Tracks checked so far. Tracks of manifest shards have a slot (shard offset + position)
+        # in shared memory, so that every DataLoader worker of this stream knows what the others
+        # checked (shards move between workers from epoch to epoch); a slot holds the CRC-32 of
+        # the key (| 1), so a position shifted by a lost tar header never passes for checked.
         self._verified: set[tuple[str, str]] = set()
+        self._slots: dict[str, int] = {}
+        offset = 0
+        for url in self.urls if verify else ():
+            count = (shard_samples or {}).get(os.path.realpath(url))
+            if count is not None and url not in self._slots:
+                self._slots[url] = offset
+                offset += int(count)
+        self._checked = multiprocessing.RawArray("I", max(offset, 1))
+        self._offset_end = offset
         self.vocab = vocab
         self.sample_rate = sample_rate
         self.crop_samples = crop_samples
@@ -353,14 +371,27 @@ class _TrackStream(IterableDataset):
                 held.setdefault(_SKIPPED, []).extend(notices)
             yield held
 
-    def _item(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
-        url = str(sample.get("__url__"))
-        seen = (url, str(sample["__key__"]))
-        if self.verify and seen not in self._verified:
-            # once per track and process: a whole-member check on every random crop would read
-            # 8x the bytes of a 30-s track (see docs/reliability.md)
+    def _check_once(self, sample: dict[str, Any]) -> None:
+        """Check the sample against its checksums, unless this stream already has.
+
+        Once per track: a whole-member check on every random crop would read 8x the bytes of
+        a 30-s track (see docs/reliability.md).
+        """
+        url, key = str(sample.get("__url__")), str(sample["__key__"])
+        slot = self._slots.get(url)
+        position = sample.get(_POSITION)
+        if slot is not None and position is not None and slot + position < self._offset_end:
+            tag = zlib.crc32(key.encode("utf-8", "surrogateescape")) | 1
+            if self._checked[slot + position] != tag:
+                check_sample(sample, required=url in self.checksummed)
+                self._checked[slot + position] = tag
+        elif (url, key) not in self._verified:
             check_sample(sample, required=url in self.checksummed)
-            self._verified.add(seen)
+            self._verified.add((url, key))
+
+    def _item(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
+        if self.verify:
+            self._check_once(sample)
         meta = decode_json(_member(sample, "json"))
         target = self.vocab.encode(meta.get("tags", []))
         if self.drop_untagged and not target.any():
@@ -709,16 +740,21 @@ class TagDataModule(pl.LightningDataModule):
                 return shard_urls(self.manifest, name) or None
         return None
 
-    def _known_samples(self, urls: list[str]) -> int | None:
-        """Number of samples in ``urls`` if the manifest lists every one of them."""
-        if self.manifest is None:
-            return None
+    def _shard_samples(self) -> dict[str, int]:
+        """``{real path: samples}`` of every shard the manifest lists."""
         per_shard: dict[str, int] = {}
-        for name, split in self.manifest["splits"].items():
+        for name, split in (self.manifest or {}).get("splits", {}).items():
             paths = shard_urls(self.manifest, name)
             per_shard.update(
                 zip((os.path.realpath(p) for p in paths), split["shard_samples"], strict=True)
             )
+        return per_shard
+
+    def _known_samples(self, urls: list[str]) -> int | None:
+        """Number of samples in ``urls`` if the manifest lists every one of them."""
+        if self.manifest is None:
+            return None
+        per_shard = self._shard_samples()
         try:
             return sum(per_shard[os.path.realpath(u)] for u in urls)
         except KeyError:
@@ -776,6 +812,7 @@ class TagDataModule(pl.LightningDataModule):
             drop_untagged=self.drop_untagged,
             checksummed=self._checksummed,
             verify=self.verify_checksums,
+            shard_samples=self._shard_samples() if self.verify_checksums else {},
         )
 
     def read_report(self, stage: str) -> ReadReport | None:
