@@ -8,7 +8,7 @@ decoded.
 
 A damaged or undecodable track never stops a pass: it is skipped, logged once with its shard and
 key, and counted in :meth:`TagDataModule.read_report` (see ``docs/reliability.md``). Each track is
-checked against its checksums the first time a reading process meets it.
+checked against its checksums the first time a loader meets it.
 """
 
 from __future__ import annotations
@@ -574,7 +574,8 @@ class TagDataModule(pl.LightningDataModule):
         pin_memory: Passed to the DataLoaders.
         persistent_workers: Passed to the DataLoaders (when ``num_workers > 0``).
         verify_checksums: Check each track against the checksums written with it, the first time
-            a reading process meets it; a damaged one is skipped and reported.
+            a loader meets it (its workers share what they checked); a damaged one is skipped
+            and reported.
 
     Attributes:
         vocab: The :class:`TagVocab`, built in ``__init__`` so a model can be sized before fit.
