@@ -443,7 +443,13 @@ def test_read_shard_is_lazy_and_matches_tarfile(reference, tmp_path):
     samples = list(read_shard(url))
     assert [s["__key__"] for s in samples] == list(_read_shard(url))  # tar order
     for s in samples:
-        assert s["__url__"] == url and set(s) == {"__key__", "__url__", "flac", "json", "checksums.json"}
+        assert s["__url__"] == url and set(s) == {
+            "__key__",
+            "__url__",
+            "flac",
+            "json",
+            "checksums.json",
+        }
         assert s["flac"] == _read_shard(url)[s["__key__"]]["flac"]
     for s in read_shard(url, select=lambda name: name.endswith(".flac"), lazy=["flac"]):
         member = s["flac"]
