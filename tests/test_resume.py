@@ -44,7 +44,7 @@ def last_checkpoint(folder) -> dict:
     [
         [],
         # DataLoader workers that live across epochs: crops and shuffling are seeded per
-        # (seed, epoch, rank, worker); the loaders draw no number from the global torch RNG.
+        # (seed, epoch, rank, worker); every pass draws the same from the global torch RNG.
         # (seed 1: a trajectory on which the plateau schedule acts, as with seed 0 above)
         ["--data.num_workers", "2", "--data.persistent_workers", "true", "--data.seed", "1"],
     ],

@@ -503,6 +503,12 @@ class _StreamLoader(DataLoader):
         self._passes += 1
         n_batches = self._batches_per_rank()
         self.dataset.set_epoch(epoch, repeat=n_batches is not None)
+        if self.persistent_workers and self._iterator is not None and self.generator is None:
+            # A new iterator draws its base seed from the global torch RNG; a persistent one is
+            # reused without. Draw it anyway, so that every epoch draws once: otherwise a run
+            # resumed from a checkpoint (whose first epoch makes a new iterator) would continue
+            # with another RNG stream (dropout ...) than the uninterrupted run.
+            torch.empty((), dtype=torch.int64).random_()
         batches = self._counted(super().__iter__())
         return batches if n_batches is None else itertools.islice(batches, n_batches)
 
@@ -844,11 +850,6 @@ class TagDataModule(pl.LightningDataModule):
 
     def _loader_kwargs(self) -> dict[str, Any]:
         return {
-            # A DataLoader draws a base seed for each new iterator from this generator (else from
-            # the global torch RNG). Persistent workers reuse their iterator: drawing from the
-            # global RNG would shift dropout & co. between an uninterrupted and a resumed run.
-            # The streams seed themselves from (seed, epoch, rank, worker), not from it.
-            "generator": torch.Generator().manual_seed(self.seed & _SEED_MASK),
             "num_workers": self.num_workers,
             "collate_fn": _collate,
             "pin_memory": self.pin_memory,
