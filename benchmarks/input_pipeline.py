@@ -23,6 +23,11 @@ epoch start are counted). Bytes on disk are what each pipeline needs besides the
 
     python benchmarks/input_pipeline.py     # 128 files: ~3 min (+ ~5 min once, writing the corpus)
     python benchmarks/input_pipeline.py --n-files 32 --epochs 2 --workers 0
+    python benchmarks/input_pipeline.py --checksum-cost   # (c) with and without checksum checks
+
+``--checksum-cost`` times only (c), with ``verify_checksums`` on and off, interleaved: the first
+pass of fresh loaders (every track checked: its whole audio member read and CRC-32'd) and the
+steady state after it (each process checks a track once).
 """
 
 from __future__ import annotations
@@ -231,6 +236,42 @@ def measure(
     return rates, with_mel
 
 
+def checksum_cost(data: dict[str, Any], workers: int, epochs: int, repeats: int) -> list[list]:
+    """Rows ``[format, workers, first pass on/off clips/s, ratio, steady on/off, ratio]``."""
+    kwargs = {"crop_samples": CROP, "batch_size": BATCH, "num_workers": workers}
+    kwargs["persistent_workers"] = workers > 0
+    rows = []
+    for fmt in ("flac", "pcm16"):
+        first = {True: 0.0, False: 0.0}
+        steady = {True: 0.0, False: 0.0}
+        for r in range(repeats):
+            for check in (True, False):
+                loader = TagDataModule(
+                    root=str(data[fmt]), verify_checksums=check, **kwargs
+                ).train_dataloader()
+                first[check] = max(first[check], steady_rate(loader, 1, warmup=False))
+                steady[check] = max(steady[check], steady_rate(loader, epochs, warmup=False))
+                close(loader)
+                print(
+                    f"  round {r}: {fmt} check={check}: first pass {first[check]:.0f}, "
+                    f"steady {steady[check]:.0f} clips/s",
+                    file=sys.stderr,
+                )
+        rows.append(
+            [
+                f"musictag {fmt}",
+                workers,
+                first[True],
+                first[False],
+                first[True] / first[False],
+                steady[True],
+                steady[False],
+                steady[True] / steady[False],
+            ]
+        )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-files", type=int, default=128)
@@ -240,9 +281,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--baseline-a-files", type=int, default=64, help="files (a) decodes")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
+    parser.add_argument(
+        "--checksum-cost", action="store_true", help="only (c), checksum checks on and off"
+    )
     args = parser.parse_args(argv)
 
     data = prepare(args.work, args.n_files, args.seconds)
+    if args.checksum_cost:
+        print(common.machine())
+        rows = [r for w in args.workers for r in checksum_cost(data, w, args.epochs, args.repeats)]
+        headers = ["pipeline", "workers", "1st pass checked", "unchecked", "ratio"]
+        headers += ["steady checked", "unchecked", "ratio"]
+        print(common.table(headers, rows))
+        print(f"load average after: {common.load()}")
+        return
     root = data["root"]
     sizes = {
         BASELINE_A: common.folder_bytes(root / "mp3", (".mp3",)),

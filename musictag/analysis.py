@@ -16,6 +16,7 @@ the ``samplecnn_se`` of the registry).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from .tta import extract_crops
 
 if TYPE_CHECKING:
     from .tagger import Tagger
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ExcitationRecorder",
@@ -122,6 +125,7 @@ class ExcitationStats:
         counts: ``[n_tags]`` tracks per tag.
         total: Block → ``[channels]`` sum over every track (tagged or not).
         n_tracks: Tracks seen.
+        n_skipped: Damaged or undecodable tracks left out (shard sets only).
     """
 
     tags: list[str]
@@ -130,6 +134,7 @@ class ExcitationStats:
     counts: np.ndarray
     total: dict[str, np.ndarray]
     n_tracks: int = 0
+    n_skipped: int = 0
 
     def mean(self, block: str) -> np.ndarray:
         """Mean excitation per tag in one block, ``[n_tags, channels]`` (NaN for unseen tags)."""
@@ -229,13 +234,20 @@ def collect_excitations_from_shards(
         counts = manifest["splits"][split]["tag_counts"] if split else manifest["tag_counts"]
         tags = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:top_tags]
     sr = model.sample_rate
+    skipped: list = []  # damaged tracks, each already logged with its shard and key
     tracks = (
         (to_mono_resampled(wave, rate, sr), info["tags"])
-        for info, wave, rate in iter_shard_tracks(shard_dir, [split] if split else None)
+        for info, wave, rate in iter_shard_tracks(
+            shard_dir, [split] if split else None, skipped=skipped
+        )
     )
-    return collect_excitations(
+    stats = collect_excitations(
         model, islice(tracks, max_tracks), tags, crops=crops, batch_size=batch_size
     )
+    stats.n_skipped = len(skipped)
+    if skipped:
+        log.warning("%d damaged or undecodable tracks were left out of the analysis", len(skipped))
+    return stats
 
 
 def plot_excitations(

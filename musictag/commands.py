@@ -1,4 +1,4 @@
-"""The ``musictag`` command: prepare, demo, predict, embed, index, search, se-analysis, ...
+"""The ``musictag`` command: prepare, demo, predict, embed, index, search, se-analysis, verify, ...
 
 Recipes (training runs) use the LightningCLI entry in :mod:`musictag.cli` instead.
 
@@ -234,7 +234,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = _load_model(args.checkpoint, None if args.db else args.device)
     threshold, top_k = _thresholds(args, model)
     inference = _inference(
-        args, model, aggregation=args.aggregate, top_k=top_k, threshold=threshold
+        args, model, aggregation=args.aggregate, top_k=top_k, threshold=threshold,
+        strict=args.strict,
     )
     plots = _plot_paths(args.plot, files) if args.plot else {}
     plotted: list[Path] = []
@@ -264,6 +265,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     n = _write_predictions(tagged(), args)
     if plotted:
         log.info("tag activation plots: %s", ", ".join(map(str, plotted)))
+    if inference.truncated:
+        log.warning(
+            "%d of %d files decoded to less audio than their headers promise and were tagged "
+            "from what decodes (--strict refuses them): %s",
+            len(inference.truncated),
+            len(files),
+            "; ".join(
+                f"{t.path} ({t.decoded_s:.2f} s of {t.expected_s:.2f} s)"
+                for t in inference.truncated
+            ),
+        )
     if failed:
         log.warning("%d of %d files could not be tagged", len(failed), len(files))
     return 1 if not n else 0
@@ -490,7 +502,10 @@ def _cmd_se_analysis(args: argparse.Namespace) -> int:
     )
     out = plot_excitations(stats, args.output)
     counts = ", ".join(f"{t} {c}" for t, c in zip(stats.tags, stats.counts))
-    print(f"{stats.n_tracks} tracks; per tag: {counts}")
+    print(
+        f"{stats.n_tracks} tracks; per tag: {counts}"
+        + (f" ({stats.n_skipped} damaged tracks left out)" if stats.n_skipped else "")
+    )
     print("block     mean excitation   spread across tags (mean over channels of the std)")
     for b in stats.blocks:
         means = stats.mean(b)[stats.counts > 0]
@@ -498,6 +513,31 @@ def _cmd_se_analysis(args: argparse.Namespace) -> int:
         print(f"{b:9s} {float(stats.overall(b).mean()):.4f}            {spread:.4f}")
     print(f"plot: {out}")
     return 0
+
+
+@_user_errors
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .data.integrity import verify_shards
+
+    failed = False
+    for path in args.shards:
+        report = verify_shards(path)
+        for problem in report.problems:
+            print(Path(path) / str(problem))  # shards/train-000002.tar: key: what
+        if report.unverified_shards:
+            print(
+                f"musictag verify: {path}: {len(report.unverified_shards)} of {report.n_shards} "
+                "shards carry no checksums (written before musictag recorded them): their tracks "
+                "were decoded but are unverified",
+                file=sys.stderr,
+            )
+        print(
+            f"musictag verify: {path}: {report.n_shards} shards, {report.n_samples} tracks: "
+            + ("ok" if report.ok else f"{len(report.problems)} problems"),
+            file=sys.stderr,
+        )
+        failed = failed or not report.ok
+    return 1 if failed else 0
 
 
 def _cmd_prepare(argv: Sequence[str]) -> int:
@@ -527,6 +567,12 @@ def _cmd_prepare(argv: Sequence[str]) -> int:
         f"{name}: {report.n_written} tracks written to {report.out_dir}, {report.n_failed} failed"
         + (f" (listed in {report.out_dir / 'failures.tsv'})" if report.n_failed else "")
     )
+    if report.truncated:
+        print(
+            f"{name}: {len(report.truncated)} of the written tracks decoded to less audio than "
+            f"their headers promise (listed in {report.out_dir / 'truncated.tsv'}; --strict "
+            "refuses them)"
+        )
     return 0
 
 
@@ -717,6 +763,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_windowing(r)
     r.add_argument("--aggregate", choices=("mean", "max"), default=None, help="default: model's")
     _add_catalogue(r)
+    r.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse files that decode to less audio than their headers promise "
+        "(default: tag what decodes, with a warning)",
+    )
     r.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser(
@@ -789,6 +841,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-tracks", type=int, default=None)
     a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     a.set_defaults(func=_cmd_se_analysis)
+
+    v = sub.add_parser(
+        "verify",
+        help="check shard sets against their checksums: one line per damaged track, exit 1",
+    )
+    v.add_argument("shards", nargs="+", help="shard folders (manifest.json)")
+    v.set_defaults(func=_cmd_verify)
 
     c = sub.add_parser(
         "convert-sota",

@@ -22,7 +22,7 @@ window embeddings.
 from __future__ import annotations
 
 import logging
-import tarfile
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soundfile as sf
 import soxr
 import torch
 
-from .audio import AudioReadError, to_mono_resampled
+from .audio import AudioReader, AudioReadError, Truncation, to_mono_resampled
 from .data.sources.folder import AUDIO_EXTENSIONS
 from .tta import AGGREGATIONS, aggregate, eval_crop_starts
 
@@ -195,7 +194,12 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
 
 
 def stream_audio(
-    path: str | Path, sample_rate: int, block_frames: int = DEFAULT_BLOCK_FRAMES
+    path: str | Path,
+    sample_rate: int,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+    *,
+    strict: bool = False,
+    truncations: list[Truncation] | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode an audio file block by block, as mono float32 at ``sample_rate``.
 
@@ -207,42 +211,40 @@ def stream_audio(
         path: Any file soundfile reads (wav, flac, ogg, mp3, ...).
         sample_rate: Output rate in Hz.
         block_frames: Frames decoded per block, at the file's rate.
+        strict: Refuse a file that decodes to less than its header promises.
+        truncations: When given, a file that decodes to less than its header promises (and is
+            used as far as it decodes) adds its :class:`~musictag.audio.Truncation` here.
 
     Yields:
         float32 ``[n]`` chunks (non-empty).
 
     Raises:
-        AudioReadError: naming the file, when it is missing, unreadable, empty or non-finite.
+        AudioReadError: naming the file, when it is missing, unreadable, empty or non-finite
+            (:class:`~musictag.audio.TruncatedAudioError` for a truncated file with ``strict``).
     """
-    path = Path(path)
-    try:
-        f = sf.SoundFile(path)
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
-        raise AudioReadError(f"{path}: {e}") from e
     n_in = 0
-    with f:
-        in_rate = int(f.samplerate)
+    with AudioReader(path, strict=strict) as reader:
+        in_rate = reader.sample_rate
         resampler = (
             soxr.ResampleStream(in_rate, sample_rate, 1, dtype="float32", quality="HQ")
             if in_rate != sample_rate
             else None
         )
-        try:
-            for block in f.blocks(blocksize=int(block_frames), dtype="float32", always_2d=True):
-                x = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-                if not np.isfinite(x).all():
-                    raise AudioReadError(f"{path}: non-finite samples (NaN or Inf)")
-                n_in += x.shape[0]
-                if resampler is not None:
-                    x = resampler.resample_chunk(x, last=False)
-                if x.size:
-                    yield x
-            if resampler is not None and n_in:
-                tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-                if tail.size:
-                    yield tail
-        except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise AudioReadError(f"{path}: {e}") from e
+        for block in reader.blocks(int(block_frames)):
+            x = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            if not np.isfinite(x).all():
+                raise AudioReadError(f"{path}: non-finite samples (NaN or Inf)")
+            n_in += x.shape[0]
+            if resampler is not None:
+                x = resampler.resample_chunk(x, last=False)
+            if x.size:
+                yield x
+        if resampler is not None and n_in:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.size:
+                yield tail
+        if reader.truncation is not None and truncations is not None:
+            truncations.append(reader.truncation)
     if n_in == 0:
         raise AudioReadError(f"{path}: zero-length audio")
 
@@ -347,6 +349,12 @@ class Inference:
             ``[n_tags]`` per-tag thresholds.
         device: Device to run on; default: the model's.
         block_frames: Frames decoded per block.
+        strict: Refuse (as an :class:`~musictag.audio.AudioReadError`) a file that decodes to
+            less audio than its header promises; by default it is tagged from what decodes.
+
+    Attributes:
+        truncated: The :class:`~musictag.audio.Truncation` of every file tagged so far that
+            decoded to less than its header promises (used as far as it decodes).
     """
 
     def __init__(
@@ -362,6 +370,7 @@ class Inference:
         threshold: float | Sequence[float] | np.ndarray | None = None,
         device: str | torch.device | None = None,
         block_frames: int = DEFAULT_BLOCK_FRAMES,
+        strict: bool = False,
     ) -> None:
         self.model = model.eval()
         if device is not None:
@@ -392,6 +401,8 @@ class Inference:
         self.threshold = threshold
         self.block_frames = int(block_frames)
         self.sample_rate = int(model.sample_rate)
+        self.strict = strict
+        self.truncated: list[Truncation] = []
 
     @property
     def device(self) -> torch.device:
@@ -479,19 +490,21 @@ class Inference:
         if isinstance(source, (str, Path)):
             name = str(source)
             if self.crops is None:
-                return name, lambda: sliding_windows(
-                    stream_audio(source, self.sample_rate, self.block_frames),
-                    self.window,
-                    self.hop,
-                )
+                return name, lambda: sliding_windows(self._stream(source), self.window, self.hop)
 
             def whole() -> Iterable:
-                chunks = list(stream_audio(source, self.sample_rate, self.block_frames))
+                chunks = list(self._stream(source))
                 return _crop_windows(np.concatenate(chunks), self.window, self.crops or 1)
 
             return name, whole
         wave, rate, *rest = source
         name = str(rest[0]) if rest else "<waveform>"
+        if isinstance(wave, AudioReadError):  # a damaged shard track (iter_shard_tracks)
+
+            def failed() -> Iterable:
+                raise wave
+
+            return name, failed
 
         def from_array() -> Iterable:
             x = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else wave
@@ -504,6 +517,15 @@ class Inference:
             return sliding_windows([x], self.window, self.hop)
 
         return name, from_array
+
+    def _stream(self, path: str | Path) -> Iterator[np.ndarray]:
+        return stream_audio(
+            path,
+            self.sample_rate,
+            self.block_frames,
+            strict=self.strict,
+            truncations=self.truncated,
+        )
 
     def _run(self, items: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
         pending: list[tuple[_Track, int, np.ndarray]] = []
@@ -764,46 +786,76 @@ _SHARD_AUDIO = ("flac", "wav")  # the audio member of a shard sample, by shard a
 
 
 def iter_shard_tracks(
-    shard_dir: str | Path, splits: Sequence[str] | None = None
-) -> Iterator[tuple[dict[str, Any], np.ndarray, int]]:
-    """Every track of a shard set, in shard order, decoded with the safe decoders.
+    shard_dir: str | Path,
+    splits: Sequence[str] | None = None,
+    *,
+    with_errors: bool = False,
+    skipped: list[AudioReadError] | None = None,
+) -> Iterator[tuple[dict[str, Any], Any, int]]:
+    """Every track of a shard set, in shard order, checked and decoded with the safe decoders.
+
+    A damaged or undecodable track (checksum mismatch, damaged tar header, decoder error) or a
+    missing shard never stops the iteration: it is logged once, naming the shard and the key,
+    and skipped (or yielded as an error with ``with_errors``).
 
     Args:
         shard_dir: Folder with ``manifest.json``.
         splits: Splits to read; default: all, in manifest order.
+        with_errors: Yield ``(info, AudioReadError, 0)`` for a damaged track instead of
+            skipping it.
+        skipped: When given, the error of every skipped or failed track is appended here.
 
     Yields:
         ``(info, waveform [samples] float32, sample_rate)``; ``info`` holds ``id`` (track id),
         ``path`` (source file), ``tags``, ``split``, ``key``.
     """
-    from .data.shards import audio_info, decode_audio, decode_json, load_manifest, shard_urls
+    from .data.integrity import (
+        DECODE_ERRORS,
+        check_sample,
+        checksummed_shards,
+        read_shard_tolerant,
+    )
+    from .data.shards import decode_audio, decode_json, load_manifest, shard_urls
 
     manifest = load_manifest(shard_dir)
+    checksummed = checksummed_shards(manifest)
     names = list(splits) if splits else list(manifest["splits"])
+
+    def damaged(url: str, key: str, split: str, reason: str) -> Iterator:
+        error = AudioReadError(
+            f"{url}: track {key}: {reason}" if key != "-" else f"{url}: {reason}"
+        )
+        log.warning("skipping %s", error)
+        if skipped is not None:
+            skipped.append(error)
+        if with_errors:
+            info = {"id": key, "path": None, "tags": [], "split": split, "key": key}
+            yield info, error, 0
+
     for split in names:
         for url in shard_urls(manifest, split):
-            with tarfile.open(url, mode="r|") as tar:
-                members: dict[str, dict[str, bytes]] = {}
-                for m in tar:
-                    if not m.isfile():
-                        continue
-                    key, _, ext = m.name.rsplit("/", 1)[-1].partition(".")
-                    sample = members.setdefault(key, {})
-                    sample[ext.lower()] = tar.extractfile(m).read()  # type: ignore[union-attr]
-                    audio = next((sample[e] for e in _SHARD_AUDIO if e in sample), None)
-                    if audio is None or "json" not in sample:
-                        continue
-                    del members[key]
+            damage: list[str] = []
+            for sample in read_shard_tolerant(url, damage):
+                key = str(sample["__key__"])
+                try:
+                    check_sample(sample, required=os.path.realpath(url) in checksummed)
                     meta = decode_json(sample["json"])
-                    info = {
-                        "id": str(meta.get("track_id", key)),
-                        "path": meta.get("source"),
-                        "tags": list(meta.get("tags", [])),
-                        "split": split,
-                        "key": key,
-                    }
-                    rate = int(meta.get("sample_rate") or audio_info(audio)[1])
-                    yield info, decode_audio(audio), rate
+                    audio = next(sample[e] for e in _SHARD_AUDIO if e in sample)
+                    wave = decode_audio(audio)
+                except (*DECODE_ERRORS, StopIteration) as e:
+                    reason = str(e) if str(e) else type(e).__name__
+                    yield from damaged(url, key, split, " ".join(reason.split()))
+                    continue
+                info = {
+                    "id": str(meta.get("track_id", key)),
+                    "path": meta.get("source"),
+                    "tags": list(meta.get("tags", [])),
+                    "split": split,
+                    "key": key,
+                }
+                yield info, wave, int(meta.get("sample_rate") or manifest["sample_rate"])
+            for d in damage:
+                yield from damaged(url, "-", split, d)
 
 
 def embed_tracks(
@@ -860,7 +912,7 @@ def embed_tracks(
     k = crops or int(model.hparams.get("eval_crops", 16))
     shard_inference = Inference(model, crops=k, batch_size=batch_size, embeddings=layers)
     for shard_dir in shard_sets:
-        tracks = iter_shard_tracks(shard_dir, splits)
+        tracks = iter_shard_tracks(shard_dir, splits, with_errors=True)
         pairs = ((info, (wave, rate, info["id"])) for info, wave, rate in tracks)
         for info, result in shard_inference.iter_keyed(pairs):
             info["path"] = info["path"] or f"{shard_dir}/{info['key']}"

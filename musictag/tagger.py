@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics.aggregation import SumMetric
 
 from .frontend import build_frontend
 from .losses import build_loss
@@ -283,6 +284,8 @@ class Tagger(pl.LightningModule):
         self.val_metrics = tagging_metrics(n_tags, multi).clone(prefix="val/")
         self.test_metrics = tagging_metrics(n_tags, multi).clone(prefix="test/")
         self.test_tag_ap = per_tag_ap(n_tags)
+        # how many tracks the metrics cover (a damaged track is skipped by the data module)
+        self.val_tracks, self.test_tracks = SumMetric(), SumMetric()
         self.test_results: dict[str, float] = {}
 
     def save_preset_hyperparameters(self) -> None:
@@ -351,6 +354,7 @@ class Tagger(pl.LightningModule):
         track = aggregate(self.scores(logits), self.hparams.tta)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(track, target.int())
+        (self.val_tracks if stage == "val" else self.test_tracks).update(target.shape[0])
         if stage == "test":
             self.test_tag_ap.update(track, target.int())
         self.log(f"{stage}/loss", loss, batch_size=audio.shape[0], sync_dist=True)
@@ -364,13 +368,16 @@ class Tagger(pl.LightningModule):
         # compute() already gathered every rank's tracks, so the values agree on all ranks:
         # sync_dist averages equal values and spares a Lightning warning per metric under DDP
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
+        self.log("val/tracks_scored", self.val_tracks.compute(), sync_dist=True)
         self.val_metrics.reset()
+        self.val_tracks.reset()
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         results = {k: float(v) for k, v in self.test_metrics.compute().items()}
+        results["test/tracks_scored"] = float(self.test_tracks.compute())
         per_tag = self.test_tag_ap.compute()
         for tag, ap in zip(self.tags, per_tag.tolist()):
             results[f"test/ap/{tag}"] = ap
@@ -378,6 +385,7 @@ class Tagger(pl.LightningModule):
         self.test_results = results
         self.test_metrics.reset()
         self.test_tag_ap.reset()
+        self.test_tracks.reset()
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
         audio = batch["audio"]

@@ -91,6 +91,11 @@ def test_two_process_ddp_run(tmp_path, monkeypatch):
     assert [f["world_size"] for f in fit] == [2, 2]
     assert [f["global_step"] for f in fit] == [N_TRAIN // (2 * BATCH)] * 2
     assert [len(f["keys"]["train"]) for f in fit] == [BATCH * (N_TRAIN // (2 * BATCH))] * 2
+    # ... from disjoint shards: no training track on both ranks (a rank short of tracks for
+    # the common step count cycles over its own shards)
+    train0, train1 = (set(f["keys"]["train"]) for f in fit)
+    assert train0 and train1 and not train0 & train1
+    assert train0 | train1 <= {f"train{i:03d}" for i in range(N_TRAIN)}
     # validation and test: each track on exactly one rank
     for stage, n, records in (("val", N_VAL, fit), ("test", N_TEST, test)):
         per_rank = [r["keys"][stage] for r in records]

@@ -1,5 +1,6 @@
 """A run interrupted after its first epoch and resumed with ``--ckpt_path last`` ends exactly
-where the uninterrupted run ends: same weights, optimiser, scheduler, epoch."""
+where the uninterrupted run ends: same weights, optimiser, scheduler, epoch; with the data read
+in the main process and by DataLoader workers."""
 
 from __future__ import annotations
 
@@ -38,7 +39,18 @@ def last_checkpoint(folder) -> dict:
 
 
 @pytest.mark.slow
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "loader",
+    [
+        [],
+        # DataLoader workers that live across epochs: crops and shuffling are seeded per
+        # (seed, epoch, rank, worker); every pass draws the same from the global torch RNG.
+        # (seed 1: a trajectory on which the plateau schedule acts, as with seed 0 above)
+        ["--data.num_workers", "2", "--data.persistent_workers", "true", "--data.seed", "1"],
+    ],
+    ids=["main-process", "2-persistent-workers"],
+)
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, loader):
     root = write_miniature(tmp_path / "mtt", 6, n_tracks={"train": 8, "val": 4, "test": 4})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["mtt.py"])
@@ -51,7 +63,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
             "--trainer.logger", "false", "--checkpoint.dirpath", str(tmp_path / name),
             # dropout and a plateau schedule that acts every epoch: RNG and scheduler state count
             "--model.init_args.head_dropout", "0.5", "--model.init_args.plateau_patience", "0",
-            "--model.init_args.lr", "0.01", "--trainer.callbacks", "[]", *extra,
+            "--model.init_args.lr", "0.01", "--trainer.callbacks", "[]", *loader, *extra,
         ]  # fmt: skip
         main(config, args, trainer_defaults={"callbacks": list(callbacks)})
 

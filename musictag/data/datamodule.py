@@ -5,6 +5,10 @@ crops per track (the published protocol), which the tagger averages. Shards are 
 DDP ranks and DataLoader workers by webdataset; local shards are read by seeking, so a crop reads
 only its own bytes (see ``docs/benchmarks.md``); nothing but FLAC, WAV and JSON members is
 decoded.
+
+A damaged or undecodable track never stops a pass: it is skipped, logged once with its shard and
+key, and counted in :meth:`TagDataModule.read_report` (see ``docs/reliability.md``). Each track is
+checked against its checksums the first time a loader meets it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 import glob
 import itertools
 import logging
+import multiprocessing
 import os
 import random
 import re
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,20 +33,26 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
+from musictag.data.integrity import (
+    DECODE_ERRORS,
+    check_sample,
+    checksummed_shards,
+    read_shard_tolerant,
+)
 from musictag.data.shards import (
     AUDIO_FORMATS,
+    CHECKSUMS_EXT,
     TarMember,
     audio_info,
     decode_audio,
     decode_json,
     load_manifest,
-    read_shard,
     shard_urls,
 )
 from musictag.data.vocab import TagVocab
 from musictag.tta import eval_crop_starts
 
-__all__ = ["TagDataModule", "eval_crop_starts"]
+__all__ = ["ReadReport", "SkippedTrack", "TagDataModule", "eval_crop_starts"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +60,59 @@ _VAL_SPLITS = ("val", "valid", "validation")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # pipe:, http://, s3://, file: (not C:\)
 _SEED_MASK = (1 << 63) - 1
 _AUDIO_EXTS = tuple(AUDIO_FORMATS.values())  # "flac" (audio_format flac), "wav" (pcm16)
-_MEMBERS = tuple(f".{ext}" for ext in (*_AUDIO_EXTS, "json"))
+_MEMBERS = tuple(f".{ext}" for ext in (*_AUDIO_EXTS, "json"))  # .checksums.json ends so too
+_SKIPPED = "__skipped__"
+_POSITION = "__position__"  # of a sample in its local shard  # key of the skip notices a delivered sample carries to the main process
+
+
+@dataclass(frozen=True)
+class SkippedTrack:
+    """A track a pass could not use.
+
+    Attributes:
+        shard: The shard's path or URL.
+        key: The sample key (``"-"`` when the damage hit the shard, not one track).
+        reason: What is wrong, one line.
+    """
+
+    shard: str
+    key: str
+    reason: str
+
+
+@dataclass
+class ReadReport:
+    """What the last pass of one stage's loader delivered (in this process).
+
+    Attributes:
+        stage: ``"train"``, ``"val"`` or ``"test"``.
+        n_tracks: Tracks delivered (scored, for ``val``/``test``).
+        skipped: Tracks skipped because they are damaged or undecodable (not scored).
+        shard_damage: Damage found in the shards themselves (a damaged tar header, a shard
+            gone), ``key`` ``"-"``; the tracks it hides are in ``skipped`` when a member of
+            theirs survives, else only missing from ``n_tracks``.
+        n_expected: Tracks the manifest lists for the stage's shards (one process reads them
+            all; under DDP each rank reads its share), or ``None`` without a manifest.
+    """
+
+    stage: str
+    n_tracks: int = 0
+    skipped: list[SkippedTrack] = field(default_factory=list)
+    shard_damage: list[SkippedTrack] = field(default_factory=list)
+    n_expected: int | None = None
+
+    @property
+    def n_skipped(self) -> int:
+        """Tracks skipped (``len(skipped)``)."""
+        return len(self.skipped)
+
+    @property
+    def n_not_scored(self) -> int:
+        """Tracks of the shards not delivered: ``n_expected - n_tracks`` when the manifest
+        says how many there are (a single process), else ``n_skipped``."""
+        if self.n_expected is not None:
+            return self.n_expected - self.n_tracks
+        return self.n_skipped
 
 
 def _is_url(s: str) -> bool:
@@ -105,7 +170,7 @@ def _member(sample: dict[str, Any], *exts: str) -> bytes | TarMember:
             return sample[ext]
     for ext in exts:
         for k, v in sample.items():  # keys holding dots give suffixes like "part2.flac"
-            if k.endswith("." + ext):
+            if k.endswith("." + ext) and k != CHECKSUMS_EXT:
                 return v
     raise ValueError(
         f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r} has no "
@@ -114,24 +179,40 @@ def _member(sample: dict[str, Any], *exts: str) -> bytes | TarMember:
 
 
 def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-    """Samples of each shard: local tars by seeking (audio read lazily), URLs by webdataset."""
+    """Samples of each shard: local tars by seeking (audio read lazily), URLs by webdataset.
+
+    Damage to a shard itself (a damaged tar header, a shard gone) comes out as a sample holding
+    only ``_SKIPPED``, so that it is reported like a damaged track and the pass goes on.
+    """
     for source in sources:
         url = source["url"]
         if _is_url(url):
             yield from wds.tarfile_samples([source], select_files=_wanted_member)
-        else:
-            # A random crop then reads only its own bytes (pcm16) or FLAC frames.
-            yield from read_shard(url, select=_wanted_member, lazy=_AUDIO_EXTS)
+            continue
+        damage: list[str] = []
+        # A random crop then reads only its own bytes (pcm16) or FLAC frames.
+        samples = read_shard_tolerant(url, damage, select=_wanted_member, lazy=_AUDIO_EXTS)
+        for position, sample in enumerate(samples):
+            sample[_POSITION] = position
+            while damage:
+                yield {_SKIPPED: SkippedTrack(url, "-", damage.pop(0)), "__url__": url}
+            yield sample
+        for d in damage:
+            yield {_SKIPPED: SkippedTrack(url, "-", d), "__url__": url}
 
 
 def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     # np.stack, not torch.stack: a plain single-threaded copy. torch.stack runs on the intra-op
     # thread pool, which in the main process (num_workers=0) costs 10-100x more on a busy machine.
-    return {
+    batch = {
         "audio": torch.from_numpy(np.stack([s["audio"] for s in samples])),
         "target": torch.from_numpy(np.stack([s["target"] for s in samples])),
         "key": [s["key"] for s in samples],
     }
+    skipped = [t for s in samples for t in s.get(_SKIPPED, ())]
+    if skipped:  # taken out again by _StreamLoader, in the main process
+        batch[_SKIPPED] = skipped
+    return batch
 
 
 class _TrackStream(IterableDataset):
@@ -139,8 +220,11 @@ class _TrackStream(IterableDataset):
 
     Yields ``{"audio": [crop] or [K, crop], "target": [n_tags], "key": str}``.
 
-    The epoch is set by the loader (``set_epoch``) in the main process; a copy living in a
-    persistent worker counts its own passes on top of that, so every pass gets fresh shuffling.
+    The epoch is set by the loader (``set_epoch``) in the main process and shared with the
+    copies living in DataLoader workers (persistent ones included) through shared memory, so a
+    worker always uses the epoch of the latest ``set_epoch``, however often the loader was
+    iterated. Passes without a ``set_epoch`` in between count on top of it, so every pass gets
+    fresh shuffling.
     """
 
     def __init__(
@@ -154,9 +238,28 @@ class _TrackStream(IterableDataset):
         shuffle_buffer: int = 0,
         seed: int = 0,
         drop_untagged: bool = False,
+        checksummed: set[str] | frozenset[str] = frozenset(),
+        verify: bool = True,
+        shard_samples: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.urls = list(urls)
+        self.checksummed = {u for u in self.urls if os.path.realpath(u) in checksummed}
+        self.verify = verify
+        # Tracks checked so far. Tracks of manifest shards have a slot (shard offset + position)
+        # in shared memory, so that every DataLoader worker of this stream knows what the others
+        # checked (shards move between workers from epoch to epoch); a slot holds the CRC-32 of
+        # the key (| 1), so a position shifted by a lost tar header never passes for checked.
+        self._verified: set[tuple[str, str]] = set()
+        self._slots: dict[str, int] = {}
+        offset = 0
+        for url in self.urls if verify else ():
+            count = (shard_samples or {}).get(os.path.realpath(url))
+            if count is not None and url not in self._slots:
+                self._slots[url] = offset
+                offset += int(count)
+        self._checked = multiprocessing.RawArray("I", max(offset, 1))
+        self._offset_end = offset
         self.vocab = vocab
         self.sample_rate = sample_rate
         self.crop_samples = crop_samples
@@ -167,6 +270,9 @@ class _TrackStream(IterableDataset):
         self.repeat = False
         self.epoch = 0
         self._passes = 0
+        # [epoch, number of set_epoch calls], in shared memory: inherited by DataLoader workers
+        self._shared_epoch = multiprocessing.RawArray("q", 2)
+        self._sets_seen = 0
         self._dist: tuple[int, int] | None = None
 
     @property
@@ -177,25 +283,42 @@ class _TrackStream(IterableDataset):
         """Set the epoch (and record the DDP rank here, in the main process)."""
         self.epoch = epoch
         self.repeat = repeat
-        self._passes = 0
+        self._shared_epoch[0] = epoch
+        self._shared_epoch[1] += 1
         self._dist = tuple(wds.utils.pytorch_worker_info()[:2])
 
     def _shard_source(self, epoch: int, rank: int, world: int) -> Iterator[dict[str, str]]:
-        """This rank's shards: shuffled with a seed shared by all ranks, then split by rank."""
+        """This rank's shards: shuffled with a seed shared by all ranks, then split by rank.
 
-        def one_round(r: int) -> list[str]:
-            if not self.training:
-                return self.urls
-            order = np.random.default_rng([self.seed, epoch, r]).permutation(len(self.urls))
-            return [self.urls[i] for i in order]
-
-        rounds = itertools.count() if self.repeat else range(1)
-        stream = itertools.chain.from_iterable(one_round(r) for r in rounds)
-        for url in itertools.islice(stream, rank, None, world):
-            yield {"url": url}
+        The split is made once per epoch, so in repeat mode (several DDP ranks) a rank cycles
+        over its own shards only (reshuffled each round) and no training track is read by two
+        ranks in one epoch. With fewer shards than ranks, shards are shared (and said to be).
+        """
+        if not self.training:
+            yield from ({"url": u} for u in self.urls[rank::world])
+            return
+        order = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.urls))
+        if len(order) >= world:
+            mine = [self.urls[i] for i in order[rank::world]]
+        else:
+            if rank == 0:
+                log.warning(
+                    "%d training shards for %d ranks: ranks share shards, so some tracks are "
+                    "read by two ranks in one epoch; write more, smaller shards",
+                    len(order),
+                    world,
+                )
+            mine = [self.urls[order[rank % len(order)]]]
+        yield from ({"url": u} for u in mine)
+        for r in itertools.count(1) if self.repeat else ():
+            again = np.random.default_rng([self.seed, epoch, rank, r]).permutation(len(mine))
+            yield from ({"url": mine[i]} for i in again)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch = self.epoch + self._passes
+        sets = int(self._shared_epoch[1])
+        if sets != self._sets_seen:  # a set_epoch since this copy's last pass
+            self._sets_seen, self._passes = sets, 0
+        epoch = int(self._shared_epoch[0]) + self._passes
         self._passes += 1
         rank, world = self._dist or tuple(wds.utils.pytorch_worker_info()[:2])
         worker = torch.utils.data.get_worker_info()
@@ -216,34 +339,95 @@ class _TrackStream(IterableDataset):
     def _samples(
         self, raw: Iterator[dict[str, Any]], rng: np.random.Generator
     ) -> Iterator[dict[str, Any]]:
+        """Crops of each usable sample; a damaged one becomes a notice on a delivered sample.
+
+        The latest good item is held back until the next one (or the end), so that notices of
+        tracks skipped after it still reach the main process, which counts and logs them.
+        """
+        held: dict[str, Any] | None = None
+        notices: list[SkippedTrack] = []
         for sample in raw:
-            meta = decode_json(_member(sample, "json"))
-            target = self.vocab.encode(meta.get("tags", []))
-            if self.drop_untagged and not target.any():
+            if _SKIPPED in sample:
+                notices.append(sample[_SKIPPED])
                 continue
-            audio_bytes = _member(sample, *_AUDIO_EXTS)
-            key = str(meta.get("key", sample["__key__"]))
-            n, sr = audio_info(audio_bytes)
-            if sr != self.sample_rate:
-                raise ValueError(
-                    f"track {key!r} in {sample.get('__url__')} is at {sr} Hz but the data module "
-                    f"expects {self.sample_rate} Hz; rewrite the shards or fix sample_rate"
-                )
-            crop = self.crop_samples
-            if self.training:
-                start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
-                audio = _pad(decode_audio(audio_bytes, start, crop), crop)
-            else:
-                starts = eval_crop_starts(n, crop, self.eval_crops)
-                full = decode_audio(audio_bytes, 0, min(n, starts[-1] + crop))
-                full = _pad(full, starts[-1] + crop)
-                audio = full[np.asarray(starts)[:, None] + np.arange(crop)]
-            # numpy until the batch is collated (see _collate)
-            yield {
-                "audio": np.ascontiguousarray(audio, dtype=np.float32),
-                "target": target,
-                "key": key,
-            }
+            try:
+                item = self._item(sample, rng)
+            except _WrongSampleRate:
+                raise
+            except DECODE_ERRORS as e:
+                key = str(sample.get("__key__"))
+                notices.append(SkippedTrack(str(sample.get("__url__")), key, _reason(e)))
+                continue
+            if item is None:
+                continue
+            if held is not None:
+                yield held
+            held = item
+            if notices:
+                held[_SKIPPED] = notices
+                notices = []
+        if held is not None:
+            if notices:
+                held.setdefault(_SKIPPED, []).extend(notices)
+            yield held
+
+    def _check_once(self, sample: dict[str, Any]) -> None:
+        """Check the sample against its checksums, unless this stream already has.
+
+        Once per track: a whole-member check on every random crop would read 8x the bytes of
+        a 30-s track (see docs/reliability.md).
+        """
+        url, key = str(sample.get("__url__")), str(sample["__key__"])
+        slot = self._slots.get(url)
+        position = sample.get(_POSITION)
+        if slot is not None and position is not None and slot + position < self._offset_end:
+            tag = zlib.crc32(key.encode("utf-8", "surrogateescape")) | 1
+            if self._checked[slot + position] != tag:
+                check_sample(sample, required=url in self.checksummed)
+                self._checked[slot + position] = tag
+        elif (url, key) not in self._verified:
+            check_sample(sample, required=url in self.checksummed)
+            self._verified.add((url, key))
+
+    def _item(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
+        if self.verify:
+            self._check_once(sample)
+        meta = decode_json(_member(sample, "json"))
+        target = self.vocab.encode(meta.get("tags", []))
+        if self.drop_untagged and not target.any():
+            return None
+        audio_bytes = _member(sample, *_AUDIO_EXTS)
+        key = str(meta.get("key", sample["__key__"]))
+        n, sr = audio_info(audio_bytes)
+        if sr != self.sample_rate:
+            raise _WrongSampleRate(
+                f"track {key!r} in {sample.get('__url__')} is at {sr} Hz but the data module "
+                f"expects {self.sample_rate} Hz; rewrite the shards or fix sample_rate"
+            )
+        crop = self.crop_samples
+        if self.training:
+            start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
+            audio = _pad(decode_audio(audio_bytes, start, crop), crop)
+        else:
+            starts = eval_crop_starts(n, crop, self.eval_crops)
+            full = decode_audio(audio_bytes, 0, min(n, starts[-1] + crop))
+            full = _pad(full, starts[-1] + crop)
+            audio = full[np.asarray(starts)[:, None] + np.arange(crop)]
+        # numpy until the batch is collated (see _collate)
+        return {
+            "audio": np.ascontiguousarray(audio, dtype=np.float32),
+            "target": target,
+            "key": key,
+        }
+
+
+class _WrongSampleRate(ValueError):
+    """The shards are at another rate than the data module: a set-up error, not damage."""
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e) if isinstance(e, ValueError) and str(e) else f"{type(e).__name__}: {e}"
+    return " ".join(text.split())
 
 
 def _pad(x: np.ndarray, length: int) -> np.ndarray:
@@ -271,12 +455,18 @@ class _StreamLoader(DataLoader):
         even_ranks: bool = False,
         n_samples: int | None = None,
         epoch_fn: Callable[[], int | None] | None = None,
+        stage: str = "train",
+        reports: dict[str, ReadReport] | None = None,
+        logged: set[tuple[str, str]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(dataset, **kwargs)
         self.even_ranks = even_ranks
         self.n_samples = n_samples
         self.epoch_fn = epoch_fn
+        self.stage = stage
+        self.reports = reports if reports is not None else {}
+        self.logged = logged if logged is not None else set()
         self._passes = 0
         self._warned = False
 
@@ -313,8 +503,44 @@ class _StreamLoader(DataLoader):
         self._passes += 1
         n_batches = self._batches_per_rank()
         self.dataset.set_epoch(epoch, repeat=n_batches is not None)
-        it = super().__iter__()
-        return it if n_batches is None else itertools.islice(it, n_batches)
+        if self.persistent_workers and self._iterator is not None and self.generator is None:
+            # A new iterator draws its base seed from the global torch RNG; a persistent one is
+            # reused without. Draw it anyway, so that every epoch draws once: otherwise a run
+            # resumed from a checkpoint (whose first epoch makes a new iterator) would continue
+            # with another RNG stream (dropout ...) than the uninterrupted run.
+            torch.empty((), dtype=torch.int64).random_()
+        batches = self._counted(super().__iter__())
+        return batches if n_batches is None else itertools.islice(batches, n_batches)
+
+    def _counted(self, batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The batches, with the skip notices they carry taken out, logged once and counted."""
+        report = ReadReport(self.stage, n_expected=self.n_samples)
+        self.reports[self.stage] = report
+        for batch in batches:
+            for skipped in batch.pop(_SKIPPED, ()):
+                (report.shard_damage if skipped.key == "-" else report.skipped).append(skipped)
+                if (skipped.shard, skipped.key) not in self.logged:
+                    self.logged.add((skipped.shard, skipped.key))
+                    if skipped.key == "-":
+                        log.warning("%s: %s: %s", self.stage, skipped.shard, skipped.reason)
+                    else:
+                        log.warning(
+                            "%s: skipping track %s of %s: %s",
+                            self.stage,
+                            skipped.key,
+                            skipped.shard,
+                            skipped.reason,
+                        )
+            report.n_tracks += len(batch["key"])
+            yield batch
+        if report.skipped:
+            log.warning(
+                "%s: %d tracks delivered, %d skipped as damaged or undecodable%s",
+                self.stage,
+                report.n_tracks,
+                report.n_not_scored if self.stage != "train" else report.n_skipped,
+                "" if self.stage == "train" else " (not scored)",
+            )
 
 
 class TagDataModule(pl.LightningDataModule):
@@ -353,6 +579,9 @@ class TagDataModule(pl.LightningDataModule):
         drop_untagged: Skip tracks that have no tag of the vocabulary (in every split).
         pin_memory: Passed to the DataLoaders.
         persistent_workers: Passed to the DataLoaders (when ``num_workers > 0``).
+        verify_checksums: Check each track against the checksums written with it, the first time
+            a loader meets it (its workers share what they checked); a damaged one is skipped
+            and reported.
 
     Attributes:
         vocab: The :class:`TagVocab`, built in ``__init__`` so a model can be sized before fit.
@@ -386,6 +615,7 @@ class TagDataModule(pl.LightningDataModule):
         drop_untagged: bool = False,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        verify_checksums: bool = True,
     ) -> None:
         super().__init__()
         # Kept in checkpoints, but not merged into the logger's hparams: Lightning refuses keys
@@ -405,6 +635,9 @@ class TagDataModule(pl.LightningDataModule):
         self.drop_untagged = drop_untagged
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
+        self.verify_checksums = verify_checksums
+        self._reports: dict[str, ReadReport] = {}
+        self._logged_skips: set[tuple[str, str]] = set()
 
         self.manifest: dict[str, Any] | None = None
         base: Path | None = None
@@ -419,6 +652,9 @@ class TagDataModule(pl.LightningDataModule):
             else:
                 raise FileNotFoundError(f"root {root!r} is neither a folder nor a manifest file")
 
+        self._checksummed = frozenset(
+            checksummed_shards(self.manifest) if self.manifest is not None else ()
+        )
         self.sample_rate = self._resolve_sample_rate(sample_rate)
         self.vocab = self._build_vocab(tags, top_k, merge, include, exclude, min_count)
 
@@ -511,16 +747,21 @@ class TagDataModule(pl.LightningDataModule):
                 return shard_urls(self.manifest, name) or None
         return None
 
-    def _known_samples(self, urls: list[str]) -> int | None:
-        """Number of samples in ``urls`` if the manifest lists every one of them."""
-        if self.manifest is None:
-            return None
+    def _shard_samples(self) -> dict[str, int]:
+        """``{real path: samples}`` of every shard the manifest lists."""
         per_shard: dict[str, int] = {}
-        for name, split in self.manifest["splits"].items():
+        for name, split in (self.manifest or {}).get("splits", {}).items():
             paths = shard_urls(self.manifest, name)
             per_shard.update(
                 zip((os.path.realpath(p) for p in paths), split["shard_samples"], strict=True)
             )
+        return per_shard
+
+    def _known_samples(self, urls: list[str]) -> int | None:
+        """Number of samples in ``urls`` if the manifest lists every one of them."""
+        if self.manifest is None:
+            return None
+        per_shard = self._shard_samples()
         try:
             return sum(per_shard[os.path.realpath(u)] for u in urls)
         except KeyError:
@@ -576,7 +817,36 @@ class TagDataModule(pl.LightningDataModule):
             shuffle_buffer=self.shuffle_buffer if training else 0,
             seed=self.seed,
             drop_untagged=self.drop_untagged,
+            checksummed=self._checksummed,
+            verify=self.verify_checksums,
+            shard_samples=self._shard_samples() if self.verify_checksums else {},
         )
+
+    def read_report(self, stage: str) -> ReadReport | None:
+        """What the latest pass of a stage's loader delivered and skipped, in this process.
+
+        For ``"val"`` and ``"test"``, ``n_tracks`` are the tracks scored and ``skipped`` those
+        not scored (damaged or undecodable); ``n_expected`` is what the manifest lists.
+
+        Args:
+            stage: ``"train"``, ``"val"`` or ``"test"`` (``predict`` reads the test shards).
+
+        Returns:
+            The :class:`ReadReport`, or ``None`` before the stage's loader has run.
+        """
+        return self._reports.get(stage)
+
+    def _unverified_note(self, stage: str, dataset: _TrackStream) -> None:
+        unverified = len(dataset.urls) - len(dataset.checksummed)
+        if self.verify_checksums and unverified and (stage, "unverified") not in self._logged_skips:
+            self._logged_skips.add((stage, "unverified"))
+            log.warning(
+                "%s: %d of %d shards carry no checksums (written before musictag recorded "
+                "them, or not listed in a manifest): their tracks are read unverified",
+                stage,
+                unverified,
+                len(dataset.urls),
+            )
 
     def _loader_kwargs(self) -> dict[str, Any]:
         return {
@@ -598,12 +868,16 @@ class TagDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Training batches: one random crop per track, ``{"audio": [B, crop], ...}``."""
         dataset = self._stream("train")
+        self._unverified_note("train", dataset)
         return _StreamLoader(
             dataset,
             even_ranks=True,
             n_samples=self._known_samples(dataset.urls),
             epoch_fn=self._current_epoch,
             batch_size=self.batch_size,
+            stage="train",
+            reports=self._reports,
+            logged=self._logged_skips,
             **self._loader_kwargs(),
         )
 
@@ -612,8 +886,16 @@ class TagDataModule(pl.LightningDataModule):
             if stage == "val":
                 return []  # Lightning then skips validation
             self._stream(stage)  # raises a clear error
+        dataset = self._stream(stage)
+        self._unverified_note(stage, dataset)
         return _StreamLoader(
-            self._stream(stage), batch_size=self.eval_batch_size, **self._loader_kwargs()
+            dataset,
+            n_samples=self._known_samples(dataset.urls),
+            batch_size=self.eval_batch_size,
+            stage=stage,
+            reports=self._reports,
+            logged=self._logged_skips,
+            **self._loader_kwargs(),
         )
 
     def val_dataloader(self) -> DataLoader | list:

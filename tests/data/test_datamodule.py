@@ -84,7 +84,7 @@ def reference(root: Path, split: str) -> dict[str, tuple[np.ndarray, list[str]]]
         with tarfile.open(url) as tar:
             members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
         for name, data in members.items():
-            if name.endswith(".json"):
+            if name.endswith(".json") and not name.endswith(".checksums.json"):
                 meta = decode_json(data)
                 flac = members[name[: -len(".json")] + ".flac"]
                 out[meta["key"]] = (decode_audio(flac), meta["tags"])

@@ -424,6 +424,7 @@ def prepare_fma(
     skip_missing: bool = True,
     sample_rate: int = 16000,
     workers: int = 1,
+    strict: bool = False,
     max_samples_per_shard: int = 1000,
     progress: bool = True,
 ) -> ShardWriteReport:
@@ -449,6 +450,9 @@ def prepare_fma(
             stopping with an error.
         sample_rate: Sample rate of the stored audio (FMA mp3s are mostly 44.1 kHz).
         workers: Processes decoding and writing in parallel.
+        strict: Refuse (list in ``failures.tsv``) files that decode to less audio than their
+            headers promise; by default they are written from what decodes, with a warning,
+            and listed in ``truncated.tsv``.
         max_samples_per_shard: Most tracks per shard.
         progress: Show progress bars.
 
@@ -494,6 +498,7 @@ def prepare_fma(
         sample_rate=sample_rate,
         max_samples_per_shard=max_samples_per_shard,
         workers=workers,
+        strict=strict,
         provenance={
             "source": "fma",
             "options": options,

@@ -386,6 +386,7 @@ def prepare_folder(
     skip_missing: bool = False,
     sample_rate: int = 16000,
     workers: int = 1,
+    strict: bool = False,
     max_samples_per_shard: int = 1000,
     progress: bool = True,
 ) -> ShardWriteReport:
@@ -418,6 +419,9 @@ def prepare_folder(
         skip_missing: Skip mapped files that do not exist instead of raising.
         sample_rate: Sample rate of the audio in the shards, in Hz.
         workers: Processes decoding and writing in parallel.
+        strict: Refuse (list in ``failures.tsv``) files that decode to less audio than their
+            headers promise; by default they are written from what decodes, with a warning,
+            and listed in ``truncated.tsv``.
         max_samples_per_shard: Most tracks in one shard.
         progress: Show progress bars.
 
@@ -473,6 +477,7 @@ def prepare_folder(
         sample_rate=sample_rate,
         max_samples_per_shard=max_samples_per_shard,
         workers=workers,
+        strict=strict,
         provenance={
             "source": "folder",
             "options": options,

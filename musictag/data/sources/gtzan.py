@@ -296,6 +296,7 @@ def prepare_gtzan(
     skip_missing: bool = False,
     sample_rate: int = 16000,
     workers: int = 1,
+    strict: bool = False,
     max_samples_per_shard: int = 1000,
     progress: bool = True,
 ) -> ShardWriteReport:
@@ -322,6 +323,9 @@ def prepare_gtzan(
             ``failures.tsv``) instead of stopping with an error.
         sample_rate: Sample rate of the stored audio (GTZAN is 22,050 Hz).
         workers: Processes decoding and writing in parallel.
+        strict: Refuse (list in ``failures.tsv``) files that decode to less audio than their
+            headers promise; by default they are written from what decodes, with a warning,
+            and listed in ``truncated.tsv``.
         max_samples_per_shard: Most clips per shard.
         progress: Show progress bars.
 
@@ -350,6 +354,7 @@ def prepare_gtzan(
         sample_rate=sample_rate,
         max_samples_per_shard=max_samples_per_shard,
         workers=workers,
+        strict=strict,
         provenance={"source": "gtzan", "options": options, "tags": list(GENRES)},
         progress=progress,
     )

@@ -356,6 +356,7 @@ def prepare_jamendo(
     skip_missing: bool = False,
     sample_rate: int = 16000,
     workers: int = 1,
+    strict: bool = False,
     max_samples_per_shard: int = 1000,
     progress: bool = True,
 ) -> ShardWriteReport:
@@ -379,6 +380,9 @@ def prepare_jamendo(
             instead of stopping with an error before writing anything.
         sample_rate: Sample rate of the audio in the shards, in Hz.
         workers: Processes decoding and writing in parallel.
+        strict: Refuse (list in ``failures.tsv``) files that decode to less audio than their
+            headers promise; by default they are written from what decodes, with a warning,
+            and listed in ``truncated.tsv``.
         max_samples_per_shard: Most tracks in one shard.
         progress: Show progress bars.
 
@@ -418,6 +422,7 @@ def prepare_jamendo(
         sample_rate=sample_rate,
         max_samples_per_shard=max_samples_per_shard,
         workers=workers,
+        strict=strict,
         provenance={
             "source": "jamendo",
             "options": options,

@@ -1067,6 +1067,7 @@ def prepare_msd(
     skip_missing: bool = True,
     sample_rate: int = 16000,
     workers: int = 1,
+    strict: bool = False,
     max_samples_per_shard: int = 1000,
     progress: bool = True,
 ) -> ShardWriteReport:
@@ -1113,6 +1114,9 @@ def prepare_msd(
             stopping with an error before writing.
         sample_rate: Sample rate of the audio in the shards, in Hz.
         workers: Processes decoding and writing in parallel.
+        strict: Refuse (list in ``failures.tsv``) files that decode to less audio than their
+            headers promise; by default they are written from what decodes, with a warning,
+            and listed in ``truncated.tsv``.
         max_samples_per_shard: Most tracks in one shard.
         progress: Show progress bars.
 
@@ -1201,6 +1205,7 @@ def prepare_msd(
         sample_rate=sample_rate,
         max_samples_per_shard=max_samples_per_shard,
         workers=workers,
+        strict=strict,
         provenance={
             "source": "msd",
             "options": options,

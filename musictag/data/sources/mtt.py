@@ -533,6 +533,7 @@ def prepare_mtt(
     skip_missing: bool = False,
     sample_rate: int = 16000,
     workers: int = 1,
+    strict: bool = False,
     max_samples_per_shard: int = 1000,
     progress: bool = True,
 ) -> ShardWriteReport:
@@ -562,6 +563,9 @@ def prepare_mtt(
             stopping with an error.
         sample_rate: Sample rate of the stored audio (MTT mp3s are 16 kHz).
         workers: Processes decoding and writing in parallel.
+        strict: Refuse (list in ``failures.tsv``) files that decode to less audio than their
+            headers promise; by default they are written from what decodes, with a warning,
+            and listed in ``truncated.tsv``.
         max_samples_per_shard: Most clips per shard.
         progress: Show progress bars.
 
@@ -606,6 +610,7 @@ def prepare_mtt(
         sample_rate=sample_rate,
         max_samples_per_shard=max_samples_per_shard,
         workers=workers,
+        strict=strict,
         provenance={
             "source": "mtt",
             "options": options,

@@ -154,7 +154,7 @@ def _samples(manifest, split) -> dict[str, tuple[dict, bytes]]:
         with tarfile.open(url) as tar:
             members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
         for name in members:
-            if name.endswith(".json"):
+            if name.endswith(".json") and not name.endswith(".checksums.json"):
                 meta = json.loads(members[name])
                 out[meta["track_id"]] = (meta, members[name[:-5] + ".flac"])
     return out

@@ -63,7 +63,7 @@ def _samples(out: Path, split: str) -> list[dict]:
         with tarfile.open(url) as tar:
             members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
         for name, data in sorted(members.items()):
-            if name.endswith(".json"):
+            if name.endswith(".json") and not name.endswith(".checksums.json"):
                 s = json.loads(data)
                 s["audio"] = decode_audio(members[name.removesuffix(".json") + ".flac"])
                 found.append(s)

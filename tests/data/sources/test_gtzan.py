@@ -73,7 +73,7 @@ def _miniature(root: Path, per_genre: int, corrupt: dict[str, int] | None = None
 def _read_shard(path: str) -> list[tuple[dict, bytes]]:
     with tarfile.open(path) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-    keys = sorted({n.rsplit(".", 1)[0] for n in members})
+    keys = sorted({n.split(".", 1)[0] for n in members})  # key: up to the first dot
     return [(json.loads(members[f"{k}.json"]), members[f"{k}.flac"]) for k in keys]
 
 

@@ -136,7 +136,7 @@ def _samples(url: str) -> list[dict]:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
     out = []
     for name in sorted(members):
-        if name.endswith(".json"):
+        if name.endswith(".json") and not name.endswith(".checksums.json"):
             meta = json.loads(members[name])
             meta["audio"] = decode_audio(members[name.removesuffix(".json") + ".flac"])
             out.append(meta)

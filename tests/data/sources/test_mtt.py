@@ -104,7 +104,7 @@ def _save_npy(path: Path, entries: list[tuple[int, str]]) -> Path:
 def _read_shard(path: str) -> list[tuple[dict, bytes]]:
     with tarfile.open(path) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-    keys = sorted({n.rsplit(".", 1)[0] for n in members})
+    keys = sorted({n.split(".", 1)[0] for n in members})  # key: up to the first dot
     return [(json.loads(members[f"{k}.json"]), members[f"{k}.flac"]) for k in keys]
 
 

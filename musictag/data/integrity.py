@@ -1,0 +1,283 @@
+"""Checking shards against the checksums written with them: per sample, and a whole shard set.
+
+Every sample written by :func:`~musictag.data.shards.write_shards` carries a
+``{key}.checksums.json`` member with the CRC-32 of its audio and JSON members, and the manifest
+holds the SHA-256 of every shard. :func:`check_sample` is what readers call on each sample;
+:func:`verify_shards` (``musictag verify``) checks everything: shards present, their hashes, every
+member's checksum, that every audio member decodes, and the sample counts of the manifest.
+Shards written before checksums existed are read unverified, and said to be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from .shards import (
+    AUDIO_FORMATS,
+    CHECKSUMS_EXT,
+    PARTS_DIR,
+    SHARD_HASH,
+    TarMember,
+    decode_audio,
+    load_manifest,
+    member_checksum,
+    read_shard,
+)
+
+__all__ = [
+    "DECODE_ERRORS",
+    "DamagedSampleError",
+    "Problem",
+    "VerifyReport",
+    "check_sample",
+    "checksummed_shards",
+    "read_shard_tolerant",
+    "verify_shards",
+]
+
+_AUDIO_EXTS = tuple(AUDIO_FORMATS.values())
+# what reading a damaged sample can raise: our own ValueErrors (bad JSON, a damaged header),
+# libsndfile's errors, a short read
+DECODE_ERRORS = (ValueError, KeyError, TypeError, RuntimeError, OSError, sf.LibsndfileError)
+
+
+class DamagedSampleError(ValueError):
+    """A sample whose members do not match their checksums, or lack one (says which)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a shard set.
+
+    Attributes:
+        shard: The shard (file name, relative to the manifest's folder).
+        key: The track's sample key, or ``"-"`` for a problem of the whole shard.
+        what: What is wrong, one line.
+    """
+
+    shard: str
+    key: str
+    what: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.shard}: {self.what}"
+            if self.key == "-"
+            else f"{self.shard}: {self.key}: {self.what}"
+        )
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_shards` found.
+
+    Attributes:
+        problems: Every problem, in shard order.
+        n_shards: Shards the manifest lists.
+        n_samples: Samples the manifest lists.
+        unverified_shards: Shards that carry no checksums (written before they existed): only
+            decoded, not verified.
+    """
+
+    problems: list[Problem]
+    n_shards: int
+    n_samples: int
+    unverified_shards: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+    @property
+    def damaged_keys(self) -> set[tuple[str, str]]:
+        """``(shard, key)`` of every track with a problem."""
+        return {(p.shard, p.key) for p in self.problems if p.key != "-"}
+
+
+def _bytes(member: bytes | TarMember) -> bytes:
+    return member.read_all() if isinstance(member, TarMember) else bytes(member)
+
+
+def check_sample(sample: Mapping[str, Any], required: bool = False) -> bool:
+    """Check a sample's members against its ``{key}.checksums.json`` record.
+
+    Args:
+        sample: A sample as :func:`~musictag.data.shards.read_shard` (or webdataset) yields it:
+            ``{"__key__": ..., ext: bytes | TarMember, ...}``.
+        required: The shard was written with checksums, so a sample without a record (its
+            header lost to damage) is damaged, not unverified.
+
+    Returns:
+        ``True`` when verified; ``False`` when the sample has no record and none is required.
+
+    Raises:
+        DamagedSampleError: naming the member and the problem.
+    """
+    record = sample.get(CHECKSUMS_EXT)
+    audio_present = any(e in sample for e in _AUDIO_EXTS)
+    if record is None:
+        if required:
+            missing = [] if audio_present else ["audio"]
+            missing += [] if "json" in sample else ["json"]
+            raise DamagedSampleError(
+                "its checksum record is missing"
+                + (f", and so is its {' and '.join(missing)} member" if missing else "")
+                + " (a damaged tar header)"
+            )
+        return False
+    try:
+        sums = json.loads(_bytes(record))["crc32"]
+        if not isinstance(sums, dict) or not sums:
+            raise ValueError("no crc32 entries")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise DamagedSampleError(f"its checksum record is damaged ({e})") from None
+    if not audio_present:
+        raise DamagedSampleError("its audio member is missing (a damaged tar header)")
+    for ext, expected in sums.items():
+        if ext not in sample:
+            raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
+        if member_checksum(_bytes(sample[ext])) != expected:
+            raise DamagedSampleError(f"checksum mismatch in its .{ext} member")
+    return True
+
+
+def read_shard_tolerant(path: str | Path, damage: list[str], **kwargs: Any) -> Iterator[dict]:
+    """:func:`~musictag.data.shards.read_shard` that never raises for damage.
+
+    A damaged tar header is appended to ``damage`` and reading resumes at the next intact one;
+    a shard that is gone or unreadable from some point on is appended too, and ends the samples.
+
+    Args:
+        path: A local tar file.
+        damage: Receives one line per problem (the caller reports them).
+        **kwargs: ``select`` and ``lazy`` of ``read_shard``.
+
+    Yields:
+        The samples that could be read.
+    """
+    samples = read_shard(path, on_damage=damage.append, **kwargs)
+    while True:
+        try:
+            sample = next(samples)
+        except StopIteration:
+            return
+        except DECODE_ERRORS as e:
+            damage.append(
+                "unreadable from here on: " + " ".join(f"{type(e).__name__}: {e}".split())
+            )
+            return
+        yield sample
+
+
+def checksummed_shards(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """``{absolute shard path: SHA-256}`` of the manifest's shards written with checksums."""
+    root = Path(manifest["_dir"])
+    out = {}
+    for split in manifest["splits"].values():
+        hashes = split.get(f"shard_{SHARD_HASH}") or [None] * len(split["shards"])
+        for name, digest in zip(split["shards"], hashes, strict=True):
+            if digest:
+                out[os.path.realpath(root / name)] = digest
+    return out
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _planned_keys(root: Path, name: str) -> list[str] | None:
+    """Keys written into a shard, from its sidecar (``None`` when there is none)."""
+    try:
+        sidecar = json.loads((root / PARTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+        return [s["key"] for s in sidecar["samples"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _shard_problems(root: Path, name: str, expected_count: int, digest: str | None) -> Iterator:
+    path = root / name
+    if not path.is_file():
+        yield Problem(name, "-", "missing shard (listed in the manifest, not on disk)")
+        return
+    if digest is not None and _file_hash(path) != digest:
+        yield Problem(name, "-", f"shard {SHARD_HASH} mismatch: the file differs from when written")
+    damage: list[str] = []
+    seen: list[str] = []
+    for sample in read_shard_tolerant(path, damage):
+        key = str(sample["__key__"])
+        seen.append(key)
+        try:
+            check_sample(sample, required=digest is not None)
+            audio = next(sample[e] for e in _AUDIO_EXTS if e in sample)
+            decode_audio(audio)
+        except StopIteration:
+            yield Problem(name, key, "no audio member")
+        except DECODE_ERRORS as e:
+            yield Problem(name, key, _what(e))
+    for d in damage:
+        yield Problem(name, "-", d)
+    planned = _planned_keys(root, name)
+    if planned is not None:
+        for key in planned:
+            if key not in seen:
+                yield Problem(name, key, "missing from the shard (its tar headers are damaged)")
+    if len(set(seen)) != expected_count:
+        yield Problem(
+            name,
+            "-",
+            f"count mismatch: {len(set(seen))} samples read, the manifest lists {expected_count}",
+        )
+    return
+
+
+def _what(e: BaseException) -> str:
+    if isinstance(e, DamagedSampleError):
+        return str(e)
+    return "undecodable: " + " ".join(f"{type(e).__name__}: {e}".split())
+
+
+def verify_shards(path: str | Path, on_shard: Callable[[str], Any] | None = None) -> VerifyReport:
+    """Check a shard set against its manifest and checksums.
+
+    Args:
+        path: A folder holding ``manifest.json``, or the manifest.
+        on_shard: Called with each shard name before it is checked (progress).
+
+    Returns:
+        A :class:`VerifyReport`; ``report.ok`` when nothing is wrong.
+
+    Raises:
+        FileNotFoundError, ValueError: when there is no valid manifest (from
+            :func:`~musictag.data.shards.load_manifest`).
+    """
+    manifest = load_manifest(path)
+    root = Path(manifest["_dir"])
+    problems: list[Problem] = []
+    unverified: list[str] = []
+    n_shards = n_samples = 0
+    for split in manifest["splits"].values():
+        hashes = split.get(f"shard_{SHARD_HASH}") or [None] * len(split["shards"])
+        for name, count, digest in zip(
+            split["shards"], split["shard_samples"], hashes, strict=True
+        ):
+            if on_shard is not None:
+                on_shard(name)
+            n_shards += 1
+            n_samples += int(count)
+            if digest is None:
+                unverified.append(name)
+            problems.extend(_shard_problems(root, name, int(count), digest))
+    return VerifyReport(problems, n_shards, n_samples, unverified)
