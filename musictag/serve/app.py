@@ -301,6 +301,14 @@ def _events(
                 {"rank": h.rank, "score": round(h.score, 6), "row": h.index, **h.track}
                 for h in hits
             ]
+        # a cut-off upload is analysed as far as it decodes (as `predict` does) and says so
+        cut = inference.truncated  # this request's Inference: this upload only
+        if cut:
+            doc["truncated"] = {
+                "decoded_s": round(cut[0].decoded_s, 3),
+                "expected_s": round(cut[0].expected_s, 3),
+                "detail": cut[0].detail.replace(str(path), name),
+            }
         doc["seconds"] = round(time.perf_counter() - t0, 3)
         yield _line(doc)
     except AudioReadError as e:

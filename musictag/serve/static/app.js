@@ -130,7 +130,10 @@ function handle(event) {
     chooseShown();
     showResult(event);
     drawAll();
-    setState("done", `${event.file}: ${event.windows} windows scored in ${event.seconds} s`);
+    const cut = event.truncated
+      ? ` (cut off: ${event.truncated.decoded_s} s of ${event.truncated.expected_s} s decode)`
+      : "";
+    setState("done", `${event.file}: ${event.windows} windows scored in ${event.seconds} s${cut}`);
   } else if (event.type === "error") {
     setState("error", event.error);
   }
