@@ -152,6 +152,8 @@ CHECKS: tuple[tuple[str, bool, Callable[[], str]], ...] = (
     ("torchmetrics", True, _importable("torchmetrics")),
     ("torchaudio", False, _torchaudio),
     ("faiss-cpu", False, _faiss),
+    ("onnxruntime", False, _importable("onnxruntime")),
+    ("uvicorn", False, _importable("uvicorn")),
 )
 
 
