@@ -370,6 +370,29 @@ def _cmd_prepare(argv: Sequence[str]) -> int:
     return 0
 
 
+@_user_errors
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import METRIC_KEYS, evaluate_shards
+
+    model = _load_model(args.checkpoint, args.device)
+    report = evaluate_shards(model, args.shards, split=args.split, crops=args.crops)
+    print(f"{args.split}: {report.n_tracks} tracks (per track, crop-averaged)")
+    for k in METRIC_KEYS:
+        print(f"  {k:14s} {report.metrics[k]:.4f}")
+    if report.n_failed:
+        print(f"  {report.n_failed} unreadable (see the log)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        print(f"metrics: {args.json}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.cli import run_train_command
+
+    return run_train_command(args)
+
+
 def _cmd_convert_sota(args: argparse.Namespace) -> int:
     from .pretrained import save_sota_checkpoint
 
@@ -510,6 +533,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-tracks", type=int, default=None)
     a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     a.set_defaults(func=_cmd_se_analysis)
+
+    v = sub.add_parser(
+        "evaluate", help="per-track, crop-averaged PR-AUC and ROC-AUC of a checkpoint on shards"
+    )
+    v.add_argument("checkpoint", help="a musictag checkpoint (.ckpt)")
+    v.add_argument("shards", help="shard folder (manifest.json)")
+    v.add_argument("--split", default="test", help="split to score (default: %(default)s)")
+    v.add_argument("--json", default=None, metavar="OUT", help="write the metrics as JSON here")
+    v.add_argument("--crops", type=int, default=None, help="crops per track (default: model's)")
+    v.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    v.set_defaults(func=_cmd_evaluate)
+
+    from .training.cli import add_train_parser
+
+    add_train_parser(sub, _user_errors(_cmd_train))
 
     c = sub.add_parser(
         "convert-sota",

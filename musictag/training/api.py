@@ -1,0 +1,215 @@
+"""``train_tagger``: from prepared shards to the best tagger within a wall-clock budget.
+
+Without pretrained checkpoints it trains a compact CNN from scratch
+(:mod:`musictag.training.scratch`); with them it fits a probe on their cached multi-layer features
+(:mod:`musictag.training.transfer`). Either way the result is chosen on the validation split and
+written as a normal musictag checkpoint (``predict``, ``embed``, ``evaluate``, the recipes).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import save_tagger
+from ..data.shards import load_manifest
+from ..tagger import Tagger
+from .data import TrackSet, choose_window, load_split, manifest_hash, train_vocab
+from .probe import select_probe
+from .scratch import ScratchConfig, train_scratch
+from .transfer import build_transfer_tagger, cached_features, file_sha256
+
+__all__ = ["TrainConfig", "TrainResult", "train_tagger"]
+
+log = logging.getLogger(__name__)
+
+_VAL_SPLITS = ("val", "valid", "validation")
+_SAVE_RESERVE_S = 3.0  # writing the checkpoint (at most 5 % of the budget)
+
+
+@dataclass
+class TrainConfig:
+    """What ``musictag train`` does.
+
+    Attributes:
+        shards: Shard folder with ``train`` and ``val`` splits.
+        output: Checkpoint to write.
+        max_minutes: Wall-clock budget, reading the shards included.
+        pretrained: Checkpoints to transfer from (empty: from scratch).
+        device: Torch device; default ``cuda`` when available, else ``cpu``.
+        cache_dir: Transfer-feature cache folder (default: ``~/.cache/musictag/features``).
+        seed: Seed.
+        progress: Show progress on stderr.
+        pool: Stage pooling of the transfer features (``"mean"`` or ``"meanmax"``).
+        scratch: Settings of the scratch model.
+    """
+
+    shards: str | Path
+    output: str | Path
+    max_minutes: float = 10.0
+    pretrained: list[str] = field(default_factory=list)
+    device: str | None = None
+    cache_dir: str | Path | None = None
+    seed: int = 0
+    progress: bool = True
+    pool: str = "meanmax"
+    scratch: ScratchConfig = field(default_factory=ScratchConfig)
+
+
+@dataclass
+class TrainResult:
+    """What ``train_tagger`` made.
+
+    Attributes:
+        checkpoint: The checkpoint written.
+        model: The tagger (eval mode).
+        val_pr_auc: Validation macro PR-AUC of the chosen model.
+        n_train: Training tracks.
+        n_val: Validation tracks.
+        seconds: Wall time.
+        summary: One line: what was trained.
+    """
+
+    checkpoint: Path
+    model: Tagger
+    val_pr_auc: float
+    n_train: int
+    n_val: int
+    seconds: float
+    summary: str
+
+
+def _say(cfg: TrainConfig, msg: str) -> None:
+    # `musictag train` logs at INFO to stderr: these lines are its progress report
+    log.info(msg)
+
+
+def train_tagger(cfg: TrainConfig) -> TrainResult:
+    """Train the best tagger the budget allows and write it to ``cfg.output``.
+
+    Args:
+        cfg: The settings.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: if the shards lack a train or validation split, or the checkpoints cannot be
+            combined.
+    """
+    t0 = time.monotonic()
+    budget = cfg.max_minutes * 60.0
+    if budget <= 0:
+        raise ValueError(f"max_minutes must be positive, got {cfg.max_minutes}")
+    deadline = t0 + budget - min(_SAVE_RESERVE_S, 0.05 * budget)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    manifest = load_manifest(cfg.shards)
+    val_name = next((s for s in _VAL_SPLITS if s in manifest["splits"]), None)
+    if val_name is None:
+        raise ValueError(
+            f"{cfg.shards}: no validation split (it has {sorted(manifest['splits'])}); "
+            "`musictag train` chooses its model on one"
+        )
+    vocab = train_vocab(cfg.shards)
+    tags = list(vocab.tags)
+    sample_rate = int(manifest["sample_rate"])
+    train = load_split(cfg.shards, "train", vocab)
+    val = load_split(cfg.shards, val_name, vocab)
+    crop, k = choose_window([len(w) for w in train.waves], sample_rate)
+    _say(
+        cfg,
+        f"{len(train)} training and {len(val)} validation tracks, {len(tags)} tags; crops of "
+        f"{crop / sample_rate:.2f} s, {k} per track; read in {time.monotonic() - t0:.0f} s",
+    )
+    if cfg.pretrained:
+        model, score, summary = _transfer(cfg, train, val, tags, crop, k, val_name, device)
+    else:
+        model, score = train_scratch(
+            train,
+            val,
+            tags,
+            sample_rate,
+            crop,
+            k,
+            deadline,
+            device,
+            cfg.scratch,
+            cfg.seed,
+            progress=lambda m: _say(cfg, m),
+        )
+        n_params = sum(p.numel() for p in model.parameters())
+        summary = f"compact CNN from scratch ({n_params:,} parameters)"
+    elapsed = time.monotonic() - t0
+    info = {"summary": summary, "val_pr_auc_macro": float(score), "seconds": round(elapsed, 1)}
+    out = save_tagger(model, cfg.output, {"train": info})
+    seconds = time.monotonic() - t0
+    _say(cfg, f"{summary}: validation pr_auc_macro {score:.4f}; {seconds:.0f} s")
+    return TrainResult(Path(out), model, float(score), len(train), len(val), seconds, summary)
+
+
+def _transfer(
+    cfg: TrainConfig,
+    train: TrackSet,
+    val: TrackSet,
+    tags: list[str],
+    crop: int,
+    k: int,
+    val_name: str,
+    device: torch.device,
+) -> tuple[Tagger, float, str]:
+    """Probe on the cached multi-layer features of the pretrained checkpoints."""
+    tagger = build_transfer_tagger(cfg.pretrained, tags, crop, k, pool=cfg.pool).to(device)
+    base = {
+        "checkpoints": [file_sha256(p) for p in cfg.pretrained],
+        "manifest": manifest_hash(cfg.shards),
+        "crop": crop,
+        "crops": k,
+        "pool": cfg.pool,
+    }
+    feats = {}
+    for name, tracks in (("train", train), (val_name, val)):
+        t = time.monotonic()
+        bar = _bar(cfg, len(tracks), f"features {name}")
+        feats[name] = cached_features(
+            tagger, tracks, {**base, "split": name}, cfg.cache_dir, progress=bar
+        )
+        _say(cfg, f"{name} features {feats[name].shape} in {time.monotonic() - t:.0f} s")
+    x_train = torch.from_numpy(feats["train"])
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-5)
+    x_train = (x_train - mean) / std
+    x_val = (torch.from_numpy(feats[val_name]) - mean) / std
+    y_train = torch.from_numpy(train.targets)
+    t = time.monotonic()
+    fit = select_probe(x_train, y_train, x_val, val.targets, seed=cfg.seed)
+    kind = f"MLP probe ({fit.hidden} units)" if fit.hidden else "logistic-regression probe"
+    _say(cfg, f"{kind}, L2 {fit.weight_decay:g}, chosen in {time.monotonic() - t:.0f} s")
+    if fit.hidden:
+        tagger = build_transfer_tagger(
+            cfg.pretrained, tags, crop, k, pool=cfg.pool, hidden=fit.hidden
+        ).to(device)
+        tagger.backbone.projection.load_state_dict(fit.state["projection"])
+    tagger.backbone.set_feature_stats(mean, std)
+    tagger.head.load_state_dict(fit.state["head"])
+    names = "+".join(Path(p).stem for p in cfg.pretrained)
+    return tagger.eval(), fit.val_pr_auc, f"{kind} on {names} multi-layer features"
+
+
+def _bar(cfg: TrainConfig, total: int, desc: str):
+    if not cfg.progress:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="track", file=sys.stderr, disable=None)
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+        if done >= _total:
+            bar.close()
+
+    return update
+
