@@ -93,15 +93,18 @@ class TransferBackbone(Backbone):
         self.projection = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU()) if hidden else None
         self.embed_dim = int(hidden or dim)
 
-    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled stages and embedding of every member, concatenated, before standardisation.
+    def raw_features(self, x: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """Pooled stages and embedding of every member (or of one), before standardisation.
 
         Args:
             x: ``[batch, 1, n_mels, frames]``.
+            member: Index of one member; default: all, concatenated in order.
 
         Returns:
-            ``[batch, feature_dim]``.
+            ``[batch, feature_dim]`` (all members) or that member's part of it.
         """
+        if member is not None:
+            return torch.cat(self._one_member(x, member)[0], dim=-1)
         return torch.cat(self._member_outputs(x)[0], dim=-1)
 
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -109,13 +112,16 @@ class TransferBackbone(Backbone):
         self.feature_mean.copy_(mean.to(self.feature_mean))
         self.feature_std.copy_(std.to(self.feature_std).clamp_min(1e-5))
 
+    def _one_member(self, x: torch.Tensor, i: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        emb, stages = self.members[i].forward_intermediates(self.input_bns[i](x))
+        return [*(pool_stage_stats(s, self.pool) for s in stages), emb], stages
+
     def _member_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         pooled, stages = [], []
-        for bn, member in zip(self.input_bns, self.members):
-            emb, member_stages = member.forward_intermediates(bn(x))
-            pooled.extend(pool_stage_stats(s, self.pool) for s in member_stages)
-            pooled.append(emb)
-            stages.extend(member_stages)
+        for i in range(len(self.members)):
+            p, st = self._one_member(x, i)
+            pooled.extend(p)
+            stages.extend(st)
         return pooled, stages
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoints import save_tagger
@@ -22,7 +23,7 @@ from ..tagger import Tagger
 from .data import TrackSet, choose_window, load_split, manifest_hash, train_vocab
 from .probe import select_probe
 from .scratch import ScratchConfig, train_scratch
-from .transfer import build_transfer_tagger, cached_features, file_sha256
+from .transfer import BudgetExceeded, build_transfer_tagger, cached_features, file_sha256
 
 __all__ = ["TrainConfig", "TrainResult", "train_tagger"]
 
@@ -127,7 +128,9 @@ def train_tagger(cfg: TrainConfig) -> TrainResult:
         f"{crop / sample_rate:.2f} s, {k} per track; read in {time.monotonic() - t0:.0f} s",
     )
     if cfg.pretrained:
-        model, score, summary = _transfer(cfg, train, val, tags, crop, k, val_name, device)
+        model, score, summary = _transfer(
+            cfg, deadline, train, val, tags, crop, k, val_name, device
+        )
     else:
         model, score = train_scratch(
             train,
@@ -154,6 +157,7 @@ def train_tagger(cfg: TrainConfig) -> TrainResult:
 
 def _transfer(
     cfg: TrainConfig,
+    deadline: float,
     train: TrackSet,
     val: TrackSet,
     tags: list[str],
@@ -164,21 +168,52 @@ def _transfer(
 ) -> tuple[Tagger, float, str]:
     """Probe on the cached multi-layer features of the pretrained checkpoints."""
     tagger = build_transfer_tagger(cfg.pretrained, tags, crop, k, pool=cfg.pool).to(device)
-    base = {
-        "checkpoints": [file_sha256(p) for p in cfg.pretrained],
-        "manifest": manifest_hash(cfg.shards),
-        "crop": crop,
-        "crops": k,
-        "pool": cfg.pool,
-    }
-    feats = {}
-    for name, tracks in (("train", train), (val_name, val)):
-        t = time.monotonic()
-        bar = _bar(cfg, len(tracks), f"features {name}")
-        feats[name] = cached_features(
-            tagger, tracks, {**base, "split": name}, cfg.cache_dir, progress=bar
-        )
-        _say(cfg, f"{name} features {feats[name].shape} in {time.monotonic() - t:.0f} s")
+    manifest = manifest_hash(cfg.shards)
+    # features may take most of the budget; the probe needs seconds
+    feature_deadline = deadline - min(30.0, 0.1 * (deadline - time.monotonic()))
+    parts: dict[str, list] = {"train": [], val_name: []}
+    used = list(cfg.pretrained)
+    for i, ckpt in enumerate(cfg.pretrained):
+        key = {"checkpoint": file_sha256(ckpt), "manifest": manifest, "crop": crop, "crops": k}
+        key["pool"] = cfg.pool
+        try:
+            for name, tracks in (("train", train), (val_name, val)):
+                t = time.monotonic()
+                bar = _bar(cfg, len(tracks), f"{Path(ckpt).stem} {name}")
+                parts[name].append(
+                    cached_features(
+                        tagger,
+                        i,
+                        tracks,
+                        {**key, "split": name},
+                        cfg.cache_dir,
+                        feature_deadline,
+                        progress=bar,
+                    )
+                )
+                _say(
+                    cfg,
+                    f"{Path(ckpt).stem}: {name} features {parts[name][-1].shape} "
+                    f"in {time.monotonic() - t:.0f} s",
+                )
+        except BudgetExceeded as e:
+            if i == 0:
+                raise ValueError(
+                    f"the budget ran out computing the features of {ckpt} ({e}); they are "
+                    "cached: run again to continue, or raise --max-minutes"
+                ) from None
+            log.warning(
+                "the budget ran out computing the features of %s (%s, cached for the next run): "
+                "using %s only",
+                ckpt,
+                e,
+                ", ".join(used[:i]),
+            )
+            used = used[:i]
+            parts = {name: p[:i] for name, p in parts.items()}
+            tagger = build_transfer_tagger(used, tags, crop, k, pool=cfg.pool).to(device)
+            break
+    feats = {name: np.concatenate(p, axis=1) for name, p in parts.items()}
     x_train = torch.from_numpy(feats["train"])
     mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-5)
     x_train = (x_train - mean) / std
@@ -189,13 +224,12 @@ def _transfer(
     kind = f"MLP probe ({fit.hidden} units)" if fit.hidden else "logistic-regression probe"
     _say(cfg, f"{kind}, L2 {fit.weight_decay:g}, chosen in {time.monotonic() - t:.0f} s")
     if fit.hidden:
-        tagger = build_transfer_tagger(
-            cfg.pretrained, tags, crop, k, pool=cfg.pool, hidden=fit.hidden
-        ).to(device)
+        tagger = build_transfer_tagger(used, tags, crop, k, pool=cfg.pool, hidden=fit.hidden)
+        tagger = tagger.to(device)
         tagger.backbone.projection.load_state_dict(fit.state["projection"])
     tagger.backbone.set_feature_stats(mean, std)
     tagger.head.load_state_dict(fit.state["head"])
-    names = "+".join(Path(p).stem for p in cfg.pretrained)
+    names = "+".join(Path(p).stem for p in used)
     return tagger.eval(), fit.val_pr_auc, f"{kind} on {names} multi-layer features"
 
 
@@ -212,4 +246,3 @@ def _bar(cfg: TrainConfig, total: int, desc: str):
             bar.close()
 
     return update
-

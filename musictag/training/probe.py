@@ -109,6 +109,16 @@ def select_probe(
     seed: int = 0,
 ) -> ProbeFit:
     """Fit probes over a grid of L2 strengths and sizes; keep the best validation macro PR-AUC."""
+    threads = torch.get_num_threads()
+    # small matrices: one thread is faster, and far faster on a busy machine (no OpenMP spinning)
+    torch.set_num_threads(1)
+    try:
+        return _select(x_train, y_train, x_val, y_val, weight_decays, hidden, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _select(x_train, y_train, x_val, y_val, weight_decays, hidden, seed) -> ProbeFit:
     best: ProbeFit | None = None
     for h in hidden:
         for wd in weight_decays:

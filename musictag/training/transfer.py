@@ -32,6 +32,7 @@ from .data import TrackSet
 
 __all__ = [
     "FEATURE_VERSION",
+    "BudgetExceeded",
     "build_transfer_tagger",
     "cached_features",
     "default_cache_dir",
@@ -151,7 +152,12 @@ def build_transfer_tagger(
         eval_crops=k,
         frontend="logmel",
         frontend_kwargs=frontend_kwargs,
-        backbone_kwargs={"members": members, "pool": pool, "hidden": hidden, "probe_frames": frames},
+        backbone_kwargs={
+            "members": members,
+            "pool": pool,
+            "hidden": hidden,
+            "probe_frames": frames,
+        },
         head_dropout=0.0,
         optimizer="adamw",
         lr=1e-4,
@@ -166,60 +172,108 @@ def build_transfer_tagger(
     return tagger.eval()
 
 
+class BudgetExceeded(RuntimeError):
+    """The deadline passed while features were computed (the finished part is cached)."""
+
+
 def cached_features(
     tagger: Tagger,
+    member: int,
     tracks: TrackSet,
     cache_key: dict,
     cache_dir: str | Path | None,
+    deadline: float | None = None,
     batch_crops: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Raw transfer features of every track (mean over its crops), from the cache when valid.
+    """Raw transfer features of one member for every track (mean over its crops), cached.
+
+    Finished batches are saved as they come, so an interrupted or over-budget run resumes where
+    it stopped.
 
     Args:
         tagger: A transfer tagger (:func:`build_transfer_tagger`).
+        member: Index of the member backbone.
         tracks: The tracks.
-        cache_key: Everything the features depend on (checkpoint hashes, manifest hash, split,
-            crops, pooling); its SHA-256 names the cache file, which also stores the track keys.
+        cache_key: Everything the features depend on (the member checkpoint's SHA-256, the
+            manifest hash, split, crops, pooling); its SHA-256 names the cache file, which also
+            stores the track keys.
         cache_dir: Cache folder; ``None``: :func:`default_cache_dir`.
+        deadline: ``time.monotonic()`` after which :class:`BudgetExceeded` is raised.
         batch_crops: Crops per forward pass.
         progress: Called with ``(done, total)`` tracks.
 
     Returns:
-        ``[tracks, feature_dim]`` float32.
+        ``[tracks, member_dim]`` float32.
     """
+    import time
+
     from ..tta import extract_crops
 
     key = {**cache_key, "version": FEATURE_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = folder / f"{digest}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if list(z["keys"]) == tracks.keys:
-                    log.info("transfer features from the cache: %s", path)
-                    return z["features"]
-        except (OSError, ValueError, KeyError) as e:
-            log.warning("ignoring the unreadable cache file %s: %s", path, e)
+    path, partial = folder / f"{digest}.npz", folder / f"{digest}.partial.npz"
+    done = _read_cache(path, tracks.keys)
+    if done is not None and len(done) == len(tracks):
+        log.info("transfer features from the cache: %s", path)
+        return done
+    done = _read_cache(partial, tracks.keys[: _cached_rows(partial)]) if partial.is_file() else None
+    out: list[np.ndarray] = list(done) if done is not None else []
+    if out:
+        log.info(
+            "resuming transfer features at track %d of %d (%s)", len(out), len(tracks), partial
+        )
     crop, k = tagger.crop_samples, int(tagger.hparams.eval_crops)
     device = next(tagger.parameters()).device
     bb = tagger.backbone
-    out: list[np.ndarray] = []
     per_batch = max(1, batch_crops // k)
+    folder.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
-        for i in range(0, len(tracks), per_batch):
+        for i in range(len(out), len(tracks), per_batch):
+            if deadline is not None and time.monotonic() > deadline:
+                if out:
+                    _write_cache(partial, np.stack(out), tracks.keys[: len(out)])
+                raise BudgetExceeded(f"{len(out)} of {len(tracks)} tracks done")
             waves = tracks.waves[i : i + per_batch]
             kk = [1 if len(w) <= crop else k for w in waves]
-            crops = torch.cat([extract_crops(torch.from_numpy(w), crop, n) for w, n in zip(waves, kk)])
-            feats = bb.raw_features(tagger.frontend(crops.to(device))).float().cpu()
-            for part in feats.split(kk):
-                out.append(part.mean(0).numpy())
+            crops = torch.cat(
+                [extract_crops(torch.from_numpy(w), crop, n) for w, n in zip(waves, kk)]
+            )
+            feats = bb.raw_features(tagger.frontend(crops.to(device)), member).float().cpu()
+            out.extend(part.mean(0).numpy() for part in feats.split(kk))
             if progress:
-                progress(min(i + per_batch, len(tracks)), len(tracks))
+                progress(len(out), len(tracks))
+            if (i // per_batch) % 8 == 7:
+                _write_cache(partial, np.stack(out), tracks.keys[: len(out)])
     features = np.stack(out).astype(np.float32)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, features=features, keys=np.asarray(tracks.keys))
-    os.replace(tmp, path)
+    _write_cache(path, features, tracks.keys)
+    partial.unlink(missing_ok=True)
     return features
+
+
+def _cached_rows(path: Path) -> int:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return len(z["keys"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _read_cache(path: Path, keys: list[str]) -> np.ndarray | None:
+    """The cached features if the file holds exactly these track keys, else ``None``."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if list(z["keys"]) == list(keys):
+                return z["features"]
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("ignoring the unreadable cache file %s: %s", path, e)
+    return None
+
+
+def _write_cache(path: Path, features: np.ndarray, keys: list[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, features=features.astype(np.float32), keys=np.asarray(keys))
+    os.replace(tmp, path)
