@@ -120,3 +120,31 @@ def test_augmentations():
     aug = Augment(gain_db=6.0, shift=0.2)
     out = aug.before_standardize(x, g)
     assert out.shape == x.shape and not torch.equal(out, x)
+
+
+def test_features_resume_after_the_budget_runs_out(shards, tmp_path, monkeypatch):
+    import itertools
+    import time
+
+    from musictag.training.data import load_split, train_vocab
+    from musictag.training.transfer import BudgetExceeded, build_transfer_tagger, cached_features
+
+    ckpts = _pretrained(tmp_path, 0)
+    vocab = train_vocab(shards)
+    tracks = load_split(shards, "train", vocab)
+    tagger = build_transfer_tagger(ckpts, list(vocab.tags), 2 * SR, 1)
+    key = {"test": "resume"}
+    full = cached_features(tagger, 0, tracks, key, tmp_path / "ref", batch_crops=4)
+    cache = tmp_path / "cache"
+    with monkeypatch.context() as m:  # a clock that ticks once per batch of 4 tracks
+        m.setattr(time, "monotonic", itertools.count().__next__)
+        with pytest.raises(BudgetExceeded, match="8 of 12 tracks done"):
+            cached_features(tagger, 0, tracks, key, cache, deadline=1.5, batch_crops=4)
+    assert [p.name.endswith(".partial.npz") for p in cache.iterdir()] == [True]
+    done = []
+    resumed = cached_features(
+        tagger, 0, tracks, key, cache, batch_crops=4, progress=lambda d, _: done.append(d)
+    )
+    assert done == [12]  # only the last batch was computed
+    assert np.allclose(resumed, full, atol=1e-5)
+    assert [p.name.endswith(".partial.npz") for p in cache.iterdir()] == [False]

@@ -104,11 +104,15 @@ def select_probe(
     y_train: torch.Tensor,
     x_val: torch.Tensor,
     y_val: np.ndarray,
-    weight_decays: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0),
-    hidden: tuple[int, ...] = (0, 256),
+    weight_decays: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0),
+    hidden: tuple[int, ...] = (0,),
     seed: int = 0,
 ) -> ProbeFit:
-    """Fit probes over a grid of L2 strengths and sizes; keep the best validation macro PR-AUC."""
+    """Fit probes over a grid of L2 strengths and sizes; keep the best validation macro PR-AUC.
+
+    The default is logistic regression only: on the development set a 256-unit MLP probe was no
+    better on validation (0.920 against 0.927) and takes 20x longer to fit (``docs/train.md``).
+    """
     threads = torch.get_num_threads()
     # small matrices: one thread is faster, and far faster on a busy machine (no OpenMP spinning)
     torch.set_num_threads(1)
