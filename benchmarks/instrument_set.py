@@ -182,7 +182,9 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=900)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--split", type=int, nargs=3, default=(600, 150, 150), metavar=("TR", "VA", "TE"))
+    p.add_argument(
+        "--split", type=int, nargs=3, default=(600, 150, 150), metavar=("TR", "VA", "TE")
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="parallel fluidsynth processes")
     args = p.parse_args()

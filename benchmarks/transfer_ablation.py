@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from musictag.data.shards import load_manifest
+from musictag.pretrained import file_sha256
 from musictag.training.data import choose_window, load_split, manifest_hash, train_vocab
 from musictag.training.probe import fit_probe, macro_pr_auc, select_probe
-from musictag.training.transfer import build_transfer_tagger, cached_features, file_sha256
+from musictag.training.transfer import build_transfer_tagger, cached_features
 
 TEMPO = ("fast", "slow")
 

@@ -223,4 +223,6 @@ def evaluate_shards(
         raise ValueError(f"{shard_dir}: no readable track in split {split!r}")
     target = torch.from_numpy(np.stack([targets[k] for k in keys]))
     result = evaluate_scores(torch.cat(scores), target, list(model.tags))
-    return EvaluationReport(split, len(keys), result["metrics"], result["per_tag"], counter["failed"])
+    return EvaluationReport(
+        split, len(keys), result["metrics"], result["per_tag"], counter["failed"]
+    )

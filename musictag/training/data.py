@@ -84,7 +84,9 @@ def manifest_hash(shard_dir: str | Path) -> str:
     return h.hexdigest()
 
 
-def choose_window(lengths: list[int], sample_rate: int, max_seconds: float = 10.0) -> tuple[int, int]:
+def choose_window(
+    lengths: list[int], sample_rate: int, max_seconds: float = 10.0
+) -> tuple[int, int]:
     """Crop length and evaluation crops that suit the clips: no padding of short clips.
 
     Args:

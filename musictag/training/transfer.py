@@ -36,7 +36,6 @@ __all__ = [
     "build_transfer_tagger",
     "cached_features",
     "default_cache_dir",
-    "file_sha256",
     "member_spec",
 ]
 
@@ -49,15 +48,6 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/musictag/features`` (``~/.cache/musictag/features``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "musictag" / "features"
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's content."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def member_spec(model: Tagger) -> dict:
