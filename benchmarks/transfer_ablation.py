@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--pretrained", nargs="+", required=True)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--pool", default="meanmax")
+    p.add_argument("--mlp", action="store_true", help="also a 256-unit MLP probe (slow)")
     args = p.parse_args()
     vocab = train_vocab(args.shards)
     tags = list(vocab.tags)
@@ -60,7 +61,7 @@ def main() -> None:
         mu, sd = x["train"].mean(0), x["train"].std(0).clamp_min(1e-5)
         x = {s: (v - mu) / sd for s, v in x.items()}
         y_train = torch.from_numpy(splits["train"].targets)
-        for hidden in ((0,), (256,)):
+        for hidden in ((0,), (256,)) if args.mlp else ((0,),):
             fit = select_probe(x["train"], y_train, x["val"], splits["val"].targets, hidden=hidden)
             proj, fc = fit_probe(x["train"], y_train, fit.hidden, fit.weight_decay)
             with torch.no_grad():
