@@ -31,10 +31,10 @@ TEMPO = ("fast", "slow")
 VARIANTS = {
     "default": {},
     "one mean/std for all bands (BatchNorm2d(1) on dB)": {"band_norm": "global"},
-    "no augmentation": {"augment": Augment(0, 0, 0, 0, 0, 0, 0)},
-    "gain and shift only (no masks)": {"augment": Augment(freq_masks=0, time_masks=0)},
+    "+ gain and shift": {"augment": Augment(freq_masks=0, time_masks=0)},
+    "+ gain, shift and SpecAugment masks": {"augment": Augment()},
     "head dropout 0.5": {"head_dropout": 0.5},
-    "+ mixup 0.4": {"augment": Augment(mixup_alpha=0.4)},
+    "+ gain, shift, masks and mixup 0.4": {"augment": Augment(mixup_alpha=0.4)},
     "96 mel bands, hop 256": {"n_mels": 96, "hop_length": 256},
 }
 

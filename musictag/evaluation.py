@@ -178,7 +178,8 @@ def evaluate_shards(
     """Score every track of one split of a shard set with the tagger's evaluation protocol.
 
     Track tags are mapped onto the model's tags by name (tags the model does not know are
-    ignored). Tracks that cannot be decoded are skipped, counted and logged.
+    ignored). A read error is logged and counted (``n_failed``) and ends the split's stream; the
+    tracks scored before it count in ``n_tracks``.
 
     Args:
         model: A tagger (put in eval mode here).

@@ -80,7 +80,10 @@ def mixup(
 
 @dataclass
 class Augment:
-    """The training augmentation of ``musictag train`` (set a field to 0 to turn it off).
+    """Training augmentation of the scratch model (a field at 0 turns that part off).
+
+    The field defaults are sensible strengths when augmenting; ``musictag train`` uses
+    :meth:`off` (see :class:`~musictag.training.scratch.ScratchConfig`).
 
     Attributes:
         gain_db: Random level change, in dB.
@@ -99,6 +102,11 @@ class Augment:
     time_masks: int = 2
     time_width: float = 0.1
     mixup_alpha: float = 0.0
+
+    @classmethod
+    def off(cls) -> Augment:
+        """No augmentation at all."""
+        return cls(gain_db=0.0, shift=0.0, freq_masks=0, time_masks=0, mixup_alpha=0.0)
 
     def before_standardize(self, x: torch.Tensor, g: torch.Generator | None = None):
         """Level and time shift, on dB features."""
