@@ -17,16 +17,13 @@ import time
 
 import numpy as np
 import torch
+from _devset import load_dev_set
 
-from musictag.data.shards import load_manifest
 from musictag.evaluation import track_score_batches
 from musictag.frontend import build_frontend
 from musictag.training.augment import Augment
-from musictag.training.data import choose_window, load_split, train_vocab
 from musictag.training.probe import macro_pr_auc, select_probe
 from musictag.training.scratch import ScratchConfig, mel_crops, train_scratch
-
-TEMPO = ("fast", "slow")
 
 VARIANTS = {
     "default": {},
@@ -72,12 +69,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", action="store_true", help="also the mel-statistics reference")
     args = p.parse_args()
-    vocab = train_vocab(args.shards)
-    tags = list(vocab.tags)
-    keep = [i for i, t in enumerate(tags) if t not in TEMPO]
-    sr = int(load_manifest(args.shards)["sample_rate"])
-    train, val, test = (load_split(args.shards, s, vocab) for s in ("train", "val", "test"))
-    crop, k = choose_window([len(w) for w in train.waves], sr)
+    dev = load_dev_set(args.shards)
+    tags, keep, sr, crop, k = dev.tags, dev.keep, dev.sample_rate, dev.crop, dev.crops
+    train, val, test = (dev.splits[s] for s in ("train", "val", "test"))
 
     if args.reference:
         reference(train, val, test, tags, keep, sr, crop)

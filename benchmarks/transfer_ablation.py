@@ -18,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _devset import load_dev_set
 
-from musictag.data.shards import load_manifest
 from musictag.pretrained import file_sha256
-from musictag.training.data import choose_window, load_split, manifest_hash, train_vocab
+from musictag.training.data import manifest_hash
 from musictag.training.probe import fit_probe, macro_pr_auc, select_probe
 from musictag.training.transfer import build_transfer_tagger, cached_features
-
-TEMPO = ("fast", "slow")
 
 
 def main() -> None:
@@ -36,13 +34,8 @@ def main() -> None:
     p.add_argument("--pool", default="meanmax")
     p.add_argument("--mlp", action="store_true", help="also a 256-unit MLP probe (slow)")
     args = p.parse_args()
-    vocab = train_vocab(args.shards)
-    tags = list(vocab.tags)
-    keep = [i for i, t in enumerate(tags) if t not in TEMPO]
-    sr = int(load_manifest(args.shards)["sample_rate"])
-    splits = {s: load_split(args.shards, s, vocab) for s in ("train", "val", "test")}
-    crop, k = choose_window([len(w) for w in splits["train"].waves], sr)
-    del sr
+    dev = load_dev_set(args.shards)
+    tags, keep, splits, crop, k = dev.tags, dev.keep, dev.splits, dev.crop, dev.crops
     tagger = build_transfer_tagger(args.pretrained, tags, crop, k, pool=args.pool)
     mh = manifest_hash(args.shards)
     feats: dict[str, list[np.ndarray]] = {s: [] for s in splits}
