@@ -9,7 +9,7 @@ import torch
 
 from .tagger import Tagger
 
-__all__ = ["load_tagger", "tagger_classes"]
+__all__ = ["load_tagger", "save_tagger", "tagger_classes"]
 
 
 def tagger_classes() -> dict[str, type[Tagger]]:
@@ -21,6 +21,53 @@ def tagger_classes() -> dict[str, type[Tagger]]:
     for entry in _MODELS.values():
         classes[entry.tagger.__name__] = entry.tagger
     return classes
+
+
+def save_tagger(model: Tagger, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write a tagger as a normal Lightning checkpoint that :func:`load_tagger` reads.
+
+    The file holds ``state_dict``, ``hyper_parameters`` and the ``musictag`` entry (class name,
+    version, and ``extra`` if given); it loads with ``torch.load(weights_only=True)``.
+
+    Args:
+        model: The tagger (any device; the weights are written as they are).
+        path: Checkpoint to write; parent folders are created.
+        extra: Plain values added to the ``musictag`` entry (e.g. where the weights came from).
+
+    Returns:
+        ``path``.
+    """
+    import logging
+
+    import pytorch_lightning as pl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Lightning announces accelerators and logger tips at INFO on construction: not news here
+    lightning_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)
+    try:
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=path.parent,
+        )
+    finally:
+        lightning_log.setLevel(level)
+    device = next(model.parameters()).device
+    trainer.strategy.connect(model.cpu())
+    trainer.save_checkpoint(path, weights_only=True)
+    model.to(device)
+    if extra:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt["musictag"].update(extra)
+        torch.save(ckpt, path)
+    return path
 
 
 def load_tagger(path: str | Path, map_location: Any = "cpu") -> Tagger:

@@ -642,6 +642,35 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_user_errors
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .calibrate import load_calibration
+    from .evaluation import METRIC_KEYS, evaluate_shards
+
+    model = _load_model(args.checkpoint, args.device)
+    calibration = load_calibration(args.checkpoint)
+    thresholds = calibration.for_tags(model.tags) if calibration is not None else 0.5
+    report = evaluate_shards(
+        model, args.shards, split=args.split, crops=args.crops, thresholds=thresholds
+    )
+    print(f"{args.split}: {report.n_tracks} tracks (per track, crop-averaged)")
+    for k in (*METRIC_KEYS, "f1_macro", "f1_micro"):
+        print(f"  {k:14s} {report.metrics[k]:.4f}")
+    print(f"  F1 at {'the calibrated thresholds' if calibration is not None else '0.5'}")
+    if report.n_failed:
+        print(f"  {report.n_failed} damaged or undecodable tracks not scored (see the log)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        print(f"metrics: {args.json}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.cli import run_train_command
+
+    return run_train_command(args)
+
+
 def _cmd_convert_sota(args: argparse.Namespace) -> int:
     from .pretrained import save_sota_checkpoint
 
@@ -848,6 +877,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("shards", nargs="+", help="shard folders (manifest.json)")
     v.set_defaults(func=_cmd_verify)
+
+    v = sub.add_parser(
+        "evaluate", help="per-track, crop-averaged PR-AUC and ROC-AUC of a checkpoint on shards"
+    )
+    v.add_argument("checkpoint", help="a musictag checkpoint (.ckpt)")
+    v.add_argument("shards", help="shard folder (manifest.json)")
+    v.add_argument("--split", default="test", help="split to score (default: %(default)s)")
+    v.add_argument("--json", default=None, metavar="OUT", help="write the metrics as JSON here")
+    v.add_argument("--crops", type=int, default=None, help="crops per track (default: model's)")
+    v.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    v.set_defaults(func=_cmd_evaluate)
+
+    from .training.cli import add_train_parser
+
+    add_train_parser(sub, _user_errors(_cmd_train))
 
     c = sub.add_parser(
         "convert-sota",

@@ -435,33 +435,12 @@ def save_sota_checkpoint(path: str | Path, arch: str, dataset: str, out_path: st
     Returns:
         ``out_path``.
     """
-    import pytorch_lightning as pl
+    from .checkpoints import save_tagger
 
     cfg = pretrained_config(arch, dataset)
     model = convert_sota(path, arch, dataset)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Lightning announces accelerators and logger tips at INFO on construction: not news here
-    lightning_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-    level = lightning_log.level
-    lightning_log.setLevel(logging.WARNING)
-    try:
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=out_path.parent,
-        )
-    finally:
-        lightning_log.setLevel(level)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(out_path, weights_only=True)
     # record where the weights came from, next to the class name load_tagger reads
-    ckpt = torch.load(out_path, map_location="cpu", weights_only=True)
-    ckpt["musictag"]["source"] = {
+    source = {
         "name": cfg.name,
         "file": cfg.file,
         "sha256": cfg.sha256,
@@ -469,5 +448,4 @@ def save_sota_checkpoint(path: str | Path, arch: str, dataset: str, out_path: st
         "paper": cfg.paper,
         "license": cfg.license,
     }
-    torch.save(ckpt, out_path)
-    return out_path
+    return save_tagger(model, out_path, {"source": source})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .attention import CNNSA
 from .base import Backbone
+from .compact import CompactCNN
 from .crnn import CRNN
 from .fcn import FCN
 from .harmonic import HarmonicCNN, HarmonicSTFT
@@ -27,6 +28,7 @@ from .resnet import ResNet
 from .samplecnn import SampleCNN
 from .sequence import MelGRU, MelTransformer
 from .shortchunk import ShortChunkCNN, ShortChunkResNet
+from .transfer import TransferBackbone
 
 register_backbone("crnn", CRNN)
 register_backbone("fcn", FCN)
@@ -39,11 +41,14 @@ register_backbone("cnnsa", CNNSA)
 register_backbone("mel_gru", MelGRU)
 register_backbone("mel_transformer", MelTransformer)
 register_backbone("resnet", ResNet)
+register_backbone("compact_cnn", CompactCNN)
+register_backbone("transfer", TransferBackbone)
 
 __all__ = [
     "BACKBONES",
     "Backbone",
     "CRNN",
+    "CompactCNN",
     "FCN",
     "Musicnn",
     "SampleCNN",
@@ -56,6 +61,7 @@ __all__ = [
     "ResNet",
     "ShortChunkCNN",
     "ShortChunkResNet",
+    "TransferBackbone",
     "insert_nonlocal",
     "ModelEntry",
     "build_backbone",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .base import Backbone
 from .blocks import ConvBlock2d
@@ -26,7 +27,9 @@ class FCN(Backbone):
     pools give ``128 → 64 → 32 → 16 → 5 → 1`` (the last pool floors 5/4, dropping one row), which is
     the "FCN (128 mel bins)" of Won et al. Anything left after the last pool (shorter or longer
     inputs) is max-pooled globally; at the published input the map is already ``1 × 1``, so this is
-    the published ``view(batch, -1)``.
+    the published ``view(batch, -1)``. A map smaller than a block's pool (a 5-s input reaches the
+    fourth block with 4 frames) is pooled over what is left instead of failing, so the network
+    runs on short clips without padding them to 29 s.
 
     Args:
         n_mels: Frequency bins of the input features.
@@ -68,6 +71,13 @@ class FCN(Backbone):
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         stages = []
         for i in range(1, self.n_blocks + 1):
-            x = getattr(self, f"layer{i}")(x)
+            block = getattr(self, f"layer{i}")
+            k = block.pool.kernel_size
+            pf, pt = (k, k) if isinstance(k, int) else k
+            if x.shape[-2] >= pf and x.shape[-1] >= pt:
+                x = block(x)
+            else:  # shorter than the pool: pool over what is left
+                x = block.relu(block.bn(block.conv(x)))
+                x = F.max_pool2d(x, (min(pf, x.shape[-2]), min(pt, x.shape[-1])))
             stages.append(x)
         return x.amax(dim=(2, 3)), stages

@@ -1,0 +1,75 @@
+"""A compact 2D CNN for small collections trained from scratch on CPU (``musictag train``).
+
+Per-band standardisation of the log-mel input with statistics measured on the training set (a
+fixed affine map, stored as buffers), a few 3×3 conv blocks that halve frequency and time, and a
+mean+max readout over time. On a few hundred clips this small model learns faster and generalises
+better than the published 29-s architectures, whose single ``BatchNorm2d(1)`` on dB values leaves
+the loud low bands dominating the first convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .base import Backbone
+from .blocks import ConvBlock2d
+
+__all__ = ["CompactCNN"]
+
+
+class CompactCNN(Backbone):
+    """Per-band standardisation → conv blocks → mean over frequency → mean and max over time.
+
+    Args:
+        n_mels: Frequency bins of the input features.
+        channels: Output channels of the conv blocks (one block per entry).
+        pool: Max-pool ``(freq, time)`` after each block.
+        in_channels: Channels of the input features.
+
+    Shape:
+        input: ``[batch, in_channels, n_mels, frames]``; output: ``[batch, 2 * channels[-1]]``.
+    """
+
+    def __init__(
+        self,
+        n_mels: int = 96,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        pool: Sequence[int] = (2, 2),
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("band_mean", torch.zeros(n_mels))
+        self.register_buffer("band_std", torch.ones(n_mels))
+        blocks, prev = [], in_channels
+        for c in channels:
+            blocks.append(ConvBlock2d(prev, c, 3, tuple(pool)))
+            prev = c
+        self.blocks = nn.ModuleList(blocks)
+        self.embed_dim = 2 * prev
+
+    def set_band_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the per-band standardisation (``[n_mels]`` each; std is floored)."""
+        self.band_mean.copy_(mean.to(self.band_mean))
+        self.band_std.copy_(std.to(self.band_std).clamp_min(1e-3))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - band_mean) / band_std`` per frequency bin of ``[batch, channels, n_mels, frames]``."""
+        return (x - self.band_mean[:, None]) / self.band_std[:, None]
+
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.forward_standardized(self.standardize(x))
+
+    def forward_standardized(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """As :meth:`forward_intermediates`, for input already standardised (training augments there)."""
+        stages = []
+        for block in self.blocks:
+            if x.shape[-1] < 2 or x.shape[-2] < 2:  # too short to pool further: keep the map
+                x = block.relu(block.bn(block.conv(x)))
+            else:
+                x = block(x)
+            stages.append(x)
+        seq = x.mean(dim=2)  # [batch, channels, frames]
+        return torch.cat([seq.mean(-1), seq.amax(-1)], dim=-1), stages

@@ -1,0 +1,277 @@
+"""``train_tagger``: from prepared shards to the best tagger within a wall-clock budget.
+
+Without pretrained checkpoints it trains a compact CNN from scratch
+(:mod:`musictag.training.scratch`); with them it fits a probe on their cached multi-layer features
+(:mod:`musictag.training.transfer`). Either way the result is chosen on the validation split and
+written as a normal musictag checkpoint (``predict``, ``embed``, ``evaluate``, the recipes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoints import save_tagger
+from ..data.shards import load_manifest
+from ..pretrained import file_sha256
+from ..tagger import Tagger
+from .data import TrackSet, choose_window, load_split, manifest_hash, train_vocab
+from .probe import select_probe
+from .scratch import ScratchConfig, train_scratch
+from .transfer import BudgetExceeded, build_transfer_tagger, cached_features
+
+__all__ = ["TrainConfig", "TrainResult", "train_tagger"]
+
+log = logging.getLogger(__name__)
+
+_VAL_SPLITS = ("val", "valid", "validation")
+_SAVE_RESERVE_S = 3.0  # writing the checkpoint (at most 5 % of the budget)
+
+
+@dataclass
+class TrainConfig:
+    """What ``musictag train`` does.
+
+    Attributes:
+        shards: Shard folder with ``train`` and ``val`` splits.
+        output: Checkpoint to write.
+        max_minutes: Wall-clock budget, reading the shards included.
+        pretrained: Checkpoints to transfer from (empty: from scratch).
+        device: Torch device; default ``cuda`` when available, else ``cpu``.
+        cache_dir: Transfer-feature cache folder (default: ``~/.cache/musictag/features``).
+        seed: Seed.
+        progress: Show progress on stderr.
+        pool: Stage pooling of the transfer features (``"mean"`` or ``"meanmax"``).
+        scratch: Settings of the scratch model.
+    """
+
+    shards: str | Path
+    output: str | Path
+    max_minutes: float = 10.0
+    pretrained: list[str] = field(default_factory=list)
+    device: str | None = None
+    cache_dir: str | Path | None = None
+    seed: int = 0
+    progress: bool = True
+    pool: str = "meanmax"
+    scratch: ScratchConfig = field(default_factory=ScratchConfig)
+
+
+@dataclass
+class TrainResult:
+    """What ``train_tagger`` made.
+
+    Attributes:
+        checkpoint: The checkpoint written.
+        model: The tagger (eval mode).
+        val_pr_auc: Validation macro PR-AUC of the chosen model.
+        n_train: Training tracks.
+        n_val: Validation tracks.
+        seconds: Wall time.
+        summary: One line: what was trained.
+    """
+
+    checkpoint: Path
+    model: Tagger
+    val_pr_auc: float
+    n_train: int
+    n_val: int
+    seconds: float
+    summary: str
+
+
+def _say(cfg: TrainConfig, msg: str) -> None:
+    # `musictag train` logs at INFO to stderr: these lines are its progress report
+    log.info(msg)
+
+
+def train_tagger(cfg: TrainConfig) -> TrainResult:
+    """Train the best tagger the budget allows and write it to ``cfg.output``.
+
+    Args:
+        cfg: The settings.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: if the shards lack a train or validation split, or the checkpoints cannot be
+            combined.
+    """
+    t0 = time.monotonic()
+    budget = cfg.max_minutes * 60.0
+    if budget <= 0:
+        raise ValueError(f"max_minutes must be positive, got {cfg.max_minutes}")
+    deadline = t0 + budget - min(_SAVE_RESERVE_S, 0.05 * budget)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(_cpu_threads(threads))
+    try:
+        return _train(cfg, t0, deadline, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _cpu_threads(default: int) -> int:
+    """One thread when the CPUs are already busy, else torch's default.
+
+    On a machine whose load average exceeds its cores, OpenMP threads wait for each other: a
+    training step of the scratch model took 2.0-2.6 s with two threads and 1.3 s with one (load
+    11 on 2 cores), and a probe fit 20 s against 1.4 s.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # not available on this platform
+        return default
+    busy = load >= (os.cpu_count() or 1)
+    if busy:
+        log.info("load average %.1f on %d CPUs: training on one thread", load, os.cpu_count())
+    return 1 if busy else default
+
+
+def _train(cfg: TrainConfig, t0: float, deadline: float, device: torch.device) -> TrainResult:
+    manifest = load_manifest(cfg.shards)
+    val_name = next((s for s in _VAL_SPLITS if s in manifest["splits"]), None)
+    if val_name is None:
+        raise ValueError(
+            f"{cfg.shards}: no validation split (it has {sorted(manifest['splits'])}); "
+            "`musictag train` chooses its model on one"
+        )
+    vocab = train_vocab(cfg.shards)
+    tags = list(vocab.tags)
+    sample_rate = int(manifest["sample_rate"])
+    train = load_split(cfg.shards, "train", vocab)
+    val = load_split(cfg.shards, val_name, vocab)
+    crop, k = choose_window([len(w) for w in train.waves], sample_rate)
+    _say(
+        cfg,
+        f"{len(train)} training and {len(val)} validation tracks, {len(tags)} tags; crops of "
+        f"{crop / sample_rate:.2f} s, {k} per track; read in {time.monotonic() - t0:.0f} s",
+    )
+    if cfg.pretrained:
+        model, score, summary = _transfer(
+            cfg, deadline, train, val, tags, crop, k, val_name, device
+        )
+    else:
+        model, score = train_scratch(
+            train,
+            val,
+            tags,
+            sample_rate,
+            crop,
+            k,
+            deadline,
+            device,
+            cfg.scratch,
+            cfg.seed,
+            progress=lambda m: _say(cfg, m),
+        )
+        n_params = sum(p.numel() for p in model.parameters())
+        summary = f"compact CNN from scratch ({n_params:,} parameters)"
+    elapsed = time.monotonic() - t0
+    info = {"summary": summary, "val_pr_auc_macro": float(score), "seconds": round(elapsed, 1)}
+    out = save_tagger(model, cfg.output, {"train": info})
+    seconds = time.monotonic() - t0
+    _say(cfg, f"{summary}: validation pr_auc_macro {score:.4f}; {seconds:.0f} s")
+    return TrainResult(Path(out), model, float(score), len(train), len(val), seconds, summary)
+
+
+def _transfer(
+    cfg: TrainConfig,
+    deadline: float,
+    train: TrackSet,
+    val: TrackSet,
+    tags: list[str],
+    crop: int,
+    k: int,
+    val_name: str,
+    device: torch.device,
+) -> tuple[Tagger, float, str]:
+    """Probe on the cached multi-layer features of the pretrained checkpoints."""
+    tagger = build_transfer_tagger(cfg.pretrained, tags, crop, k, pool=cfg.pool).to(device)
+    manifest = manifest_hash(cfg.shards)
+    # features may take most of the budget; the probe needs seconds
+    feature_deadline = deadline - min(30.0, 0.1 * (deadline - time.monotonic()))
+    parts: dict[str, list] = {"train": [], val_name: []}
+    used = list(cfg.pretrained)
+    for i, ckpt in enumerate(cfg.pretrained):
+        key = {"checkpoint": file_sha256(ckpt), "manifest": manifest, "crop": crop, "crops": k}
+        key["pool"] = cfg.pool
+        try:
+            for name, tracks in (("train", train), (val_name, val)):
+                t = time.monotonic()
+                bar = _bar(cfg, len(tracks), f"{Path(ckpt).stem} {name}")
+                parts[name].append(
+                    cached_features(
+                        tagger,
+                        i,
+                        tracks,
+                        {**key, "split": name},
+                        cfg.cache_dir,
+                        feature_deadline,
+                        progress=bar,
+                    )
+                )
+                _say(
+                    cfg,
+                    f"{Path(ckpt).stem}: {name} features {parts[name][-1].shape} "
+                    f"in {time.monotonic() - t:.0f} s",
+                )
+        except BudgetExceeded as e:
+            if i == 0:
+                raise ValueError(
+                    f"the budget ran out computing the features of {ckpt} ({e}); they are "
+                    "cached: run again to continue, or raise --max-minutes"
+                ) from None
+            log.warning(
+                "the budget ran out computing the features of %s (%s, cached for the next run): "
+                "using %s only",
+                ckpt,
+                e,
+                ", ".join(used[:i]),
+            )
+            used = used[:i]
+            parts = {name: p[:i] for name, p in parts.items()}
+            tagger = build_transfer_tagger(used, tags, crop, k, pool=cfg.pool).to(device)
+            break
+    feats = {name: np.concatenate(p, axis=1) for name, p in parts.items()}
+    x_train = torch.from_numpy(feats["train"])
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-5)
+    x_train = (x_train - mean) / std
+    x_val = (torch.from_numpy(feats[val_name]) - mean) / std
+    y_train = torch.from_numpy(train.targets)
+    t = time.monotonic()
+    fit = select_probe(x_train, y_train, x_val, val.targets, seed=cfg.seed)
+    kind = f"MLP probe ({fit.hidden} units)" if fit.hidden else "logistic-regression probe"
+    _say(cfg, f"{kind}, L2 {fit.weight_decay:g}, chosen in {time.monotonic() - t:.0f} s")
+    if fit.hidden:
+        tagger = build_transfer_tagger(used, tags, crop, k, pool=cfg.pool, hidden=fit.hidden)
+        tagger = tagger.to(device)
+        tagger.backbone.projection.load_state_dict(fit.state["projection"])
+    tagger.backbone.set_feature_stats(mean, std)
+    tagger.head.load_state_dict(fit.state["head"])
+    names = "+".join(Path(p).stem for p in used)
+    return tagger.eval(), fit.val_pr_auc, f"{kind} on {names} multi-layer features"
+
+
+def _bar(cfg: TrainConfig, total: int, desc: str):
+    if not cfg.progress:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="track", file=sys.stderr, disable=None)
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+        if done >= _total:
+            bar.close()
+
+    return update

@@ -1,0 +1,150 @@
+"""``musictag train``: the budget is kept, the checkpoint works everywhere, the transfer-feature cache
+is reused and invalidated."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from musictag import Tagger, load_tagger
+from musictag.checkpoints import save_tagger
+from musictag.commands import main
+from musictag.training import TrainConfig, train_tagger
+from musictag.training.augment import Augment, mask_bands, mixup
+from musictag.training.data import manifest_hash
+from musictag.training.scratch import ScratchConfig
+from tests.recipes.miniature import SR, one_torch_thread, write_miniature  # noqa: F401
+from tests.recipes.test_recipes import QUIET, load_recipe, tiny_crnn
+
+TINY = ScratchConfig(channels=(4, 8), n_mels=16, eval_every=0.5)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    return write_miniature(
+        tmp / "shards", 4, n_tracks={"train": 12, "val": 6, "test": 4}, seconds=2.0
+    )
+
+
+def test_scratch_training_keeps_the_budget_and_its_checkpoint_works(shards, tmp_path, monkeypatch):
+    cfg = TrainConfig(shards, tmp_path / "scratch.ckpt", max_minutes=0.1, scratch=TINY)
+    result = train_tagger(cfg)
+    assert 0.9 * 6 <= result.seconds <= 1.1 * 6
+    assert 0.0 <= result.val_pr_auc <= 1.0 and result.n_train == 12 and result.n_val == 6
+    model = load_tagger(result.checkpoint)
+    assert model.tags == result.model.tags and len(model.tags) == 4
+    assert model.crop_samples == 2 * SR  # crops as long as the clips
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.random.default_rng(0).uniform(-0.3, 0.3, 3 * SR), SR)
+    with torch.no_grad():
+        x = torch.from_numpy(sf.read(wav, dtype="float32")[0][: 2 * SR])[None]
+        assert torch.allclose(model.predict_proba(x), result.model.predict_proba(x), atol=1e-6)
+    assert main(["predict", str(result.checkpoint), str(wav), "--format", "json"]) == 0
+    assert main(["embed", str(result.checkpoint), str(shards), "-o", str(tmp_path / "e")]) == 0
+    assert np.load(tmp_path / "e" / "embeddings.npy").shape == (22, model.backbone.embed_dim)
+    # a recipe fine-tunes it further (new head for the recipe's data, one step)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["finetune.py"])
+    args = ["--data.root", str(shards), "--trainer.fast_dev_run", "true"]
+    args += ["--model.checkpoint", str(result.checkpoint), "--data.crop_samples", "4000"]
+    cli = load_recipe("finetune").main([*args, *QUIET])
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert type(cli.model) is Tagger and cli.model.hparams.backbone == "compact_cnn"
+
+
+def _pretrained(tmp_path, seed: int) -> list[str]:
+    torch.manual_seed(0)
+    b = tiny_crnn(5)  # a preset: its backbone arguments are its own hyperparameters
+    torch.manual_seed(seed)
+    a = Tagger(
+        backbone="crnn",
+        n_tags=3,
+        sample_rate=SR,
+        crop_samples=4000,
+        frontend_kwargs={"n_mels": 16, "f_max": None},
+        backbone_kwargs={"channels": [4, 4, 4, 4], "pools": [[2, 2]] * 4, "gru_hidden": 4},
+    )
+    return [str(save_tagger(a, tmp_path / "a.ckpt")), str(save_tagger(b, tmp_path / "b.ckpt"))]
+
+
+def test_transfer_caches_features_and_invalidates_them(shards, tmp_path, caplog):
+    ckpts = _pretrained(tmp_path, 0)
+    cache = tmp_path / "cache"
+    cfg = TrainConfig(shards, tmp_path / "t.ckpt", 0.5, pretrained=ckpts, cache_dir=cache)
+    first = train_tagger(cfg)
+    assert len(list(cache.glob("*.npz"))) == 4  # train and val features of each checkpoint
+    assert "multi-layer features" in first.summary and first.seconds < 30
+    model = load_tagger(first.checkpoint)
+    assert model.hparams.backbone == "transfer" and len(model.backbone.members) == 2
+    x = torch.randn(2, model.crop_samples) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(model(x), first.model(x), atol=1e-5)
+        assert model.embed(x, "all").shape[0] == 2
+    with caplog.at_level(logging.INFO, logger="musictag.training.transfer"):
+        again = train_tagger(cfg)
+    assert caplog.text.count("from the cache") == 4 and len(list(cache.glob("*.npz"))) == 4
+    assert again.val_pr_auc == pytest.approx(first.val_pr_auc)
+    # a changed checkpoint: new features for it, the other one's are reused
+    _pretrained(tmp_path, 1)
+    train_tagger(cfg)
+    assert len(list(cache.glob("*.npz"))) == 6
+    # rewritten shards: a new manifest hash, new features
+    before = manifest_hash(shards)
+    shard = next(shards.glob("*.tar"))
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
+    assert manifest_hash(shards) != before
+    train_tagger(cfg)
+    assert len(list(cache.glob("*.npz"))) == 10
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(first.checkpoint), str(shards), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["n_tracks"] == 4
+
+
+def test_augmentations():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 16, 50)
+    masked = mask_bands(x, 2, 5, -2, g)
+    zero_rows = (masked == 0).all(-1).squeeze(1)  # [4, 16] whole mel bands set to 0
+    assert zero_rows.any() and zero_rows.sum(1).max() <= 10
+    y = torch.eye(4)
+    mx, my = mixup(x, y, 0.4, g)
+    assert torch.allclose(my.sum(1), torch.ones(4)) and (my.max(1).values >= 0.5).all()
+    aug = Augment(gain_db=6.0, shift=0.2)
+    out = aug.before_standardize(x, g)
+    assert out.shape == x.shape and not torch.equal(out, x)
+
+
+def test_features_resume_after_the_budget_runs_out(shards, tmp_path, monkeypatch):
+    import itertools
+    import time
+
+    from musictag.training.data import load_split, train_vocab
+    from musictag.training.transfer import BudgetExceeded, build_transfer_tagger, cached_features
+
+    ckpts = _pretrained(tmp_path, 0)
+    vocab = train_vocab(shards)
+    tracks = load_split(shards, "train", vocab)
+    tagger = build_transfer_tagger(ckpts, list(vocab.tags), 2 * SR, 1)
+    key = {"test": "resume"}
+    full = cached_features(tagger, 0, tracks, key, tmp_path / "ref", batch_crops=4)
+    cache = tmp_path / "cache"
+    with monkeypatch.context() as m:  # a clock that ticks once per batch of 4 tracks
+        m.setattr(time, "monotonic", itertools.count().__next__)
+        with pytest.raises(BudgetExceeded, match="8 of 12 tracks done"):
+            cached_features(tagger, 0, tracks, key, cache, deadline=1.5, batch_crops=4)
+    assert [p.name.endswith(".partial.npz") for p in cache.iterdir()] == [True]
+    done = []
+    resumed = cached_features(
+        tagger, 0, tracks, key, cache, batch_crops=4, progress=lambda d, _: done.append(d)
+    )
+    assert done == [12]  # only the last batch was computed
+    assert np.allclose(resumed, full, atol=1e-5)
+    assert [p.name.endswith(".partial.npz") for p in cache.iterdir()] == [False]
