@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from musictag.checkpoints import load_tagger, save_tagger
 from musictag.commands import main
@@ -58,11 +58,15 @@ def test_evaluate_command_writes_the_issue_json(tmp_path):
     out = tmp_path / "metrics.json"
     assert main(["evaluate", str(ckpt), str(shards), "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert set(doc) == {"split", "n_tracks", "metrics", "per_tag"}
+    # the issue's fields, then what evaluate adds: tracks not scored, F1 (at 0.5 uncalibrated)
+    assert set(doc) == {"split", "n_tracks", "metrics", "per_tag", "n_not_scored", "not_scored"}
     assert doc["split"] == "test" and doc["n_tracks"] == 5
-    assert set(doc["metrics"]) == {"pr_auc_macro", "pr_auc_micro", "roc_auc_macro", "roc_auc_micro"}
+    assert doc["n_not_scored"] == 0 and doc["not_scored"] == []
+    auc = {"pr_auc_macro", "pr_auc_micro", "roc_auc_macro", "roc_auc_micro"}
+    assert set(doc["metrics"]) == auc | {"f1_macro", "f1_micro"}
     assert set(doc["per_tag"]) == set(tags)
-    assert all(set(v) == {"ap", "roc_auc", "n_positive"} for v in doc["per_tag"].values())
+    keys = {"ap", "roc_auc", "n_positive", "f1", "threshold"}
+    assert all(set(v) == keys and v["threshold"] == 0.5 for v in doc["per_tag"].values())
     # the same numbers as scoring every test track by hand and asking scikit-learn
     model = load_tagger(ckpt)
     scores, target = [], []
@@ -76,5 +80,7 @@ def test_evaluate_command_writes_the_issue_json(tmp_path):
     for i, tag in enumerate(tags):
         ref = average_precision_score(target[:, i], scores[:, i])
         assert doc["per_tag"][tag]["ap"] == pytest.approx(ref, abs=1e-5)
+        f1 = f1_score(target[:, i], scores[:, i] >= 0.5, zero_division=0)
+        assert doc["per_tag"][tag]["f1"] == pytest.approx(f1, abs=1e-6)
     assert evaluate_shards(model, shards, "val").n_tracks == 2
     assert main(["evaluate", str(ckpt), str(shards), "--split", "nope"]) == 2
