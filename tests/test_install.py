@@ -40,7 +40,11 @@ def _norm(name: str) -> str:
 
 def _is_local(module: str) -> bool:
     """The repository's own modules: packages at its root, scripts beside the tests/benchmarks."""
-    return (ROOT / module).is_dir() or any(ROOT.glob(f"*/**/{module}.py"))
+    # only the repository's own folders: a virtual environment may live inside the checkout
+    own = ("benchmarks", "tests", "recipes")
+    return (ROOT / module).is_dir() or any(
+        any((ROOT / folder).rglob(f"{module}.py")) for folder in own
+    )
 
 
 def _third_party_imports(folder: Path) -> dict[str, set[str]]:
