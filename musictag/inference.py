@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +38,7 @@ import soxr
 import torch
 
 from .audio import AudioReader, AudioReadError, Truncation, to_mono_resampled
+from .autotune import InferenceSettings, available_cores, tuned_settings
 from .data.sources.folder import AUDIO_EXTENSIONS
 from .tta import AGGREGATIONS, aggregate, eval_crop_starts
 
@@ -313,6 +318,9 @@ def _crop_windows(waveform: np.ndarray, window: int, k: int) -> Iterator[tuple[i
 
 
 # ---------------------------------------------------------------------------------- inference
+_END = object()  # end of a track's windows, or of the tracks, in the prefetch queues
+
+
 @dataclass
 class _Track:
     key: Any
@@ -321,10 +329,25 @@ class _Track:
     scores: list[np.ndarray] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
     error: Exception | None = None
+    truncations: list[Truncation] = field(default_factory=list)
+    failure: BaseException | None = None  # an unexpected error on a decoding thread, re-raised
+
+
+def default_prefetch(device: torch.device) -> int:
+    """Decoding threads to run beside the model: up to 2 beside a CPU model (which uses the other
+    cores), up to 4 beside a GPU; none on a single core. soundfile and soxr release the GIL, so
+    these threads decode in parallel with the model and with each other."""
+    spare = max(0, available_cores() - 1)
+    return min(2 if device.type == "cpu" else 4, spare)
 
 
 class Inference:
     """Tag (and embed) whole tracks with a tagger: windows, batches, aggregation.
+
+    Files are decoded, downmixed and resampled on ``prefetch`` background threads while the
+    model scores the windows of earlier files; the results are the same as decoding in turn,
+    in the same order. The batch size and thread count are measured once per model and device
+    and cached (:mod:`musictag.autotune`) unless given.
 
     Example:
         >>> inference = Inference(model, hop=model.crop_samples // 2, embeddings="last")
@@ -339,7 +362,9 @@ class Inference:
         crops: Cut each track into the ``crops`` evenly spaced crops of the evaluation protocol
             (:func:`musictag.tta.eval_crop_starts`) instead of sliding windows. The track is then
             decoded whole.
-        batch_size: Windows per forward pass (windows of consecutive tracks share batches).
+        batch_size: Windows per forward pass (windows of consecutive tracks share batches);
+            default: the fastest on this device, measured once and cached
+            (:func:`musictag.autotune.tuned_settings`).
         aggregation: ``"mean"`` or ``"max"`` of the window probabilities; default: the model's
             ``tta`` setting.
         embeddings: ``None`` (scores only), ``"last"`` (the penultimate representation) or
@@ -351,10 +376,17 @@ class Inference:
         block_frames: Frames decoded per block.
         strict: Refuse (as an :class:`~musictag.audio.AudioReadError`) a file that decodes to
             less audio than its header promises; by default it is tagged from what decodes.
+        threads: torch threads for the forward passes on CPU; default: measured with the batch
+            size when that is not given either, else torch's setting.
+        prefetch: Files decoded ahead on background threads; ``0`` decodes in the calling
+            thread, in turn; default: :func:`default_prefetch`.
+        pad_short: Zero-pad a track shorter than one window to the window length, as the model
+            was trained. By default such a track is scored at its own length when the model
+            accepts that input (fully convolutional and recurrent models do), else padded.
 
     Attributes:
         truncated: The :class:`~musictag.audio.Truncation` of every file tagged so far that
-            decoded to less than its header promises (used as far as it decodes).
+            decoded to less than its header promises (used as far as it decodes), in file order.
     """
 
     def __init__(
@@ -363,7 +395,7 @@ class Inference:
         *,
         hop: int | None = None,
         crops: int | None = None,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         aggregation: str | None = None,
         embeddings: str | None = None,
         top_k: int | None = None,
@@ -371,6 +403,9 @@ class Inference:
         device: str | torch.device | None = None,
         block_frames: int = DEFAULT_BLOCK_FRAMES,
         strict: bool = False,
+        threads: int | None = None,
+        prefetch: int | None = None,
+        pad_short: bool = False,
     ) -> None:
         self.model = model.eval()
         if device is not None:
@@ -382,9 +417,16 @@ class Inference:
         if crops is not None and int(crops) < 1:
             raise ValueError(f"crops must be at least 1, got {crops}")
         self.crops = int(crops) if crops is not None else None
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.batch_size = int(batch_size)
+        for name, value in (("batch_size", batch_size), ("threads", threads)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if prefetch is not None and int(prefetch) < 0:
+            raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
+        self._batch_size = int(batch_size) if batch_size is not None else None
+        self._threads = int(threads) if threads is not None else None
+        self._settings: InferenceSettings | None = None
+        self.prefetch = int(prefetch) if prefetch is not None else default_prefetch(self.device)
+        self.pad_short = bool(pad_short)
         self.aggregation = aggregation or str(model.hparams.get("tta", "mean"))
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(
@@ -407,6 +449,23 @@ class Inference:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def settings(self) -> InferenceSettings:
+        """The batch size and threads used: those given, else measured once and cached."""
+        if self._settings is None:
+            if self._batch_size is not None:
+                self._settings = InferenceSettings(self._batch_size, self._threads)
+            else:
+                tuned = tuned_settings(self.model, self._forward, self.window, self.device)
+                threads = self._threads if self._threads is not None else tuned.threads
+                self._settings = replace(tuned, threads=threads)
+        return self._settings
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per forward pass (:attr:`settings`)."""
+        return self.settings.batch_size
 
     # -------------------------------------------------------------- public
     def __call__(
@@ -455,7 +514,7 @@ class Inference:
         """Tag one file (or ``(waveform, sample_rate)``) and report each batch as it is scored.
 
         For live displays: the scores of the first windows are available while the rest of the
-        file is still being decoded.
+        file is still being decoded (in the calling thread).
 
         Yields:
             A :class:`WindowScores` per scored batch (``batch_size`` windows, fewer for the
@@ -479,6 +538,7 @@ class Inference:
             pending.append((track, start, w))
             if len(pending) >= self.batch_size:
                 yield flush()
+        self.truncated.extend(track.truncations)
         if track.error is not None:
             raise track.error
         if pending:
@@ -486,56 +546,94 @@ class Inference:
         yield self._finish(track)  # type: ignore[misc]
 
     # ------------------------------------------------------------ internals
-    def _window_factory(self, source: Any) -> tuple[str, Callable[[], Iterable]]:
+    def _window_factory(self, source: Any) -> tuple[str, Callable[[_Track], Iterable]]:
+        """The source's name and a function that cuts its windows (decoding it), given its
+        track (which collects the file's truncation)."""
+        window = self.window
         if isinstance(source, (str, Path)):
             name = str(source)
             if self.crops is None:
-                return name, lambda: sliding_windows(self._stream(source), self.window, self.hop)
 
-            def whole() -> Iterable:
-                chunks = list(self._stream(source))
-                return _crop_windows(np.concatenate(chunks), self.window, self.crops or 1)
+                def sliding(track: _Track) -> Iterator[tuple[int, np.ndarray]]:
+                    total = 0
 
+                    def counted() -> Iterator[np.ndarray]:
+                        nonlocal total
+                        for chunk in self._stream(source, track.truncations):
+                            total += chunk.size
+                            yield chunk
+
+                    # a short track's one padded window comes after the stream ends: total is known
+                    for start, w in sliding_windows(counted(), window, self.hop):
+                        yield start, self._unpadded(w, total)
+
+                return name, sliding
+
+            def whole(track: _Track) -> Iterator[tuple[int, np.ndarray]]:
+                x = np.concatenate(list(self._stream(source, track.truncations)))
+                return ((s, self._unpadded(w, x.size)) for s, w in _crop_windows(x, window, k))
+
+            k = self.crops
             return name, whole
         wave, rate, *rest = source
         name = str(rest[0]) if rest else "<waveform>"
         if isinstance(wave, AudioReadError):  # a damaged shard track (iter_shard_tracks)
 
-            def failed() -> Iterable:
+            def failed(track: _Track) -> Iterable:
                 raise wave
 
             return name, failed
 
-        def from_array() -> Iterable:
+        def from_array(track: _Track) -> Iterator[tuple[int, np.ndarray]]:
             x = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else wave
             try:
                 x = to_mono_resampled(np.asarray(x), int(rate), self.sample_rate)
             except ValueError as e:
                 raise AudioReadError(f"{name}: {e}") from e
             if self.crops is not None:
-                return _crop_windows(x, self.window, self.crops)
-            return sliding_windows([x], self.window, self.hop)
+                windows = _crop_windows(x, window, self.crops)
+            else:
+                windows = sliding_windows([x], window, self.hop)
+            return ((s, self._unpadded(w, x.size)) for s, w in windows)
 
         return name, from_array
 
-    def _stream(self, path: str | Path) -> Iterator[np.ndarray]:
+    def _unpadded(self, w: np.ndarray, n: int) -> np.ndarray:
+        """The window of a track of ``n`` samples: without its zero padding when the track is
+        shorter than a window (unless ``pad_short``)."""
+        return w[:n] if n < w.shape[0] and not self.pad_short else w
+
+    def _stream(self, path: str | Path, truncations: list[Truncation]) -> Iterator[np.ndarray]:
         return stream_audio(
             path,
             self.sample_rate,
             self.block_frames,
             strict=self.strict,
-            truncations=self.truncated,
+            truncations=truncations,
         )
 
     def _run(self, items: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        tracks = ((_Track(key=key, source=name), make) for key, (name, make) in items)
+        if not self.prefetch:
+            yield from self._scored((t, _reading(t, make)) for t, make in tracks)
+            return
+        ahead = _Prefetcher(tracks, self.prefetch, depth=2 * self.batch_size)
+        try:
+            yield from self._scored(ahead)
+        finally:
+            ahead.close()
+
+    def _scored(self, tracks: Iterable[tuple[_Track, Iterable]]) -> Iterator[tuple[Any, Any]]:
+        """Batch the windows of tracks in order, score them, and yield each finished track."""
         pending: list[tuple[_Track, int, np.ndarray]] = []
         done: deque[_Track] = deque()
-        for key, (name, make_windows) in items:
-            track = _Track(key=key, source=name)
-            for start, w in _reading(track, make_windows):
+        batch_size = self.batch_size
+        for track, windows in tracks:
+            for start, w in windows:
                 pending.append((track, start, w))
-                if len(pending) >= self.batch_size:
+                if len(pending) >= batch_size:
                     self._flush(pending)
+            self.truncated.extend(track.truncations)
             done.append(track)
             waiting = {id(t) for t, _, _ in pending}
             while done and id(done[0]) not in waiting:
@@ -550,14 +648,31 @@ class Inference:
     def _flush(self, pending: list[tuple[_Track, int, np.ndarray]]) -> None:
         if not pending:
             return
-        x = torch.from_numpy(np.stack([w for _, _, w in pending])).to(self.device)
-        scores, emb = self._forward(x)
-        for i, (track, start, _) in enumerate(pending):
+        # full windows share a pass; a short track's window (not padded) runs at its length
+        by_length: dict[int, list[int]] = {}
+        for i, (_, _, w) in enumerate(pending):
+            by_length.setdefault(w.shape[0], []).append(i)
+        out: list[tuple[np.ndarray, np.ndarray | None]] = [None] * len(pending)  # type: ignore[list-item]
+        with _torch_threads(self.settings.threads):
+            for length, idx in by_length.items():
+                x = torch.from_numpy(np.stack([pending[i][2] for i in idx])).to(self.device)
+                scores, emb = self._forward(x) if length == self.window else self._forward_short(x)
+                for j, i in enumerate(idx):
+                    out[i] = (scores[j], None if emb is None else emb[j])
+        for (track, start, _), (score, emb) in zip(pending, out):
             track.starts.append(start)
-            track.scores.append(scores[i])
+            track.scores.append(score)
             if emb is not None:
-                track.embeddings.append(emb[i])
+                track.embeddings.append(emb)
         pending.clear()
+
+    def _forward_short(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores of windows shorter than the model's input; padded if the model refuses them."""
+        try:
+            return self._forward(x)
+        except (RuntimeError, ValueError) as e:
+            log.debug("the model refuses %d-sample input (%s): zero-padding it", x.shape[1], e)
+            return self._forward(torch.nn.functional.pad(x, (0, self.window - x.shape[1])))
 
     def _forward(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         model = self.model
@@ -593,11 +708,95 @@ class Inference:
         )
 
 
-def _reading(track: _Track, make_windows: Callable[[], Iterable]) -> Iterator[tuple[int, Any]]:
+class _Prefetcher:
+    """Tracks decoded on worker threads ahead of the model, handed over in their input order.
+
+    A feeder thread walks the inputs and submits each track to a pool of ``workers`` threads;
+    each track's windows go through a queue of at most ``depth`` windows, and at most
+    ``workers + 1`` tracks wait to be consumed, so memory stays bounded. The pool starts tracks
+    in input order, so the track the consumer waits for is always being decoded.
+    """
+
+    def __init__(self, tracks: Iterable[tuple[_Track, Callable]], workers: int, depth: int):
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="musictag-decode")
+        self._ready: queue.Queue = queue.Queue(maxsize=workers + 1)
+        self._stop = threading.Event()
+        self._depth = max(1, depth)
+        self._feeder = threading.Thread(
+            target=self._feed, args=(tracks,), name="musictag-feed", daemon=True
+        )
+        self._feeder.start()
+
+    def _put(self, q: queue.Queue, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _feed(self, tracks: Iterable[tuple[_Track, Callable]]) -> None:
+        try:
+            for track, make_windows in tracks:
+                windows: queue.Queue = queue.Queue(maxsize=self._depth)
+                self._pool.submit(self._decode, track, make_windows, windows)
+                if not self._put(self._ready, (track, windows)):
+                    return
+        except BaseException as e:  # noqa: BLE001 - an error walking the inputs: raised in order
+            self._put(self._ready, e)
+        self._put(self._ready, _END)
+
+    def _decode(self, track: _Track, make_windows: Callable, windows: queue.Queue) -> None:
+        try:
+            for item in _reading(track, make_windows):
+                if not self._put(windows, item):
+                    return
+        except BaseException as e:  # noqa: BLE001 - not a read error: the consumer raises it
+            track.failure = e
+        self._put(windows, _END)
+
+    def __iter__(self) -> Iterator[tuple[_Track, Iterator[tuple[int, np.ndarray]]]]:
+        while (got := self._ready.get()) is not _END:
+            if isinstance(got, BaseException):
+                raise got
+            yield got[0], self._windows(*got)
+
+    @staticmethod
+    def _windows(track: _Track, windows: queue.Queue) -> Iterator[tuple[int, np.ndarray]]:
+        while (item := windows.get()) is not _END:
+            yield item
+        if track.failure is not None:
+            raise track.failure
+
+    def close(self) -> None:
+        """Stop decoding (an early exit or an error downstream) and wait for the threads."""
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._feeder.join()
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (``None``: as set), restoring the setting after."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _reading(
+    track: _Track, make_windows: Callable[[_Track], Iterable]
+) -> Iterator[tuple[int, Any]]:
     """The track's windows; a read error ends them and is kept on the track (model errors are
     not caught here: they surface from the forward pass as they are)."""
     try:
-        yield from make_windows()
+        yield from make_windows(track)
     except (AudioReadError, ValueError) as e:
         track.error = e if isinstance(e, AudioReadError) else AudioReadError(f"{track.source}: {e}")
 

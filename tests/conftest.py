@@ -44,3 +44,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("files written by tests")
         for what, path in artifacts:
             terminalreporter.write_line(f"{what}: {path}")
+
+
+@pytest.fixture(autouse=True)
+def _tuning_cache(tmp_path_factory, monkeypatch):
+    """Inference's measured batch sizes go to a cache of this test session, not the user's."""
+    from musictag.autotune import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.getbasetemp() / "musictag-cache"))
