@@ -235,7 +235,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     threshold, top_k = _thresholds(args, model)
     inference = _inference(
         args, model, aggregation=args.aggregate, top_k=top_k, threshold=threshold,
-        strict=args.strict,
+        strict=args.strict, threads=args.threads, prefetch=args.prefetch, pad_short=args.pad_short,
     )
     plots = _plot_paths(args.plot, files) if args.plot else {}
     plotted: list[Path] = []
@@ -697,7 +697,13 @@ def _add_windowing(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--crops", type=int, default=None, help="K evenly spaced crops per track, not windows"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per forward pass (default: the fastest, measured once per model and "
+        "device and cached)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
 
 
@@ -710,6 +716,29 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--split", nargs="+", default=None, help="shard splits (default: all)")
     _add_windowing(p)
+
+
+def _add_speed(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("speed (docs/inference.md#speed)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the model on CPU (default: measured with --batch-size)",
+    )
+    g.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="files decoded ahead on background threads; 0: decode in turn (default: 1-2 on "
+        "CPU, up to 4 with a GPU)",
+    )
+    g.add_argument(
+        "--pad-short",
+        action="store_true",
+        help="zero-pad files shorter than one window to the window, as before (default: score "
+        "them at their own length when the model accepts it)",
+    )
 
 
 def _add_catalogue(p: argparse.ArgumentParser) -> None:
@@ -798,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse files that decode to less audio than their headers promise "
         "(default: tag what decodes, with a warning)",
     )
+    _add_speed(r)
     r.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser(
