@@ -234,8 +234,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = _load_model(args.checkpoint, None if args.db else args.device)
     threshold, top_k = _thresholds(args, model)
     inference = _inference(
-        args, model, aggregation=args.aggregate, top_k=top_k, threshold=threshold,
-        strict=args.strict, threads=args.threads, prefetch=args.prefetch, pad_short=args.pad_short,
+        args,
+        model,
+        aggregation=args.aggregate,
+        top_k=top_k,
+        threshold=threshold,
+        strict=args.strict,
+        threads=args.threads,
+        prefetch=args.prefetch,
+        pad_short=args.pad_short,
+        optimize=args.optimize,
     )
     plots = _plot_paths(args.plot, files) if args.plot else {}
     plotted: list[Path] = []
@@ -736,8 +744,16 @@ def _add_speed(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--pad-short",
         action="store_true",
-        help="zero-pad files shorter than one window to the window, as before (default: score "
-        "them at their own length when the model accepts it)",
+        default=None,
+        help="zero-pad files shorter than one window to the window (default: score them at "
+        "their own length when the model accepts it, except the FCN)",
+    )
+    g.add_argument(
+        "--exact",
+        dest="optimize",
+        action="store_false",
+        help="run the model as it is, not its optimised copy (BatchNorm folded, channels_last; "
+        "equal to 1e-5)",
     )
 
 

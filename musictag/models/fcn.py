@@ -41,6 +41,11 @@ class FCN(Backbone):
         input: ``[batch, in_channels, n_mels, frames]``; output: ``[batch, channels[-1]]``.
     """
 
+    # The pools are sized to the published input: a short clip zero-padded to it scores closer
+    # to its longer context than the clip alone (benchmarks/predict_limit.py notes), so
+    # inference pads short clips for this backbone (musictag.inference.Inference, pad_short).
+    fixed_input_length = True
+
     def __init__(
         self,
         n_mels: int = 96,
