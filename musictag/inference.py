@@ -698,7 +698,7 @@ class Inference:
             self._net = self.model
             if self.optimize:
                 gen = torch.Generator().manual_seed(0)
-                example = (0.1 * torch.randn(2, self.window, generator=gen)).to(self.device)
+                example = (0.1 * torch.randn(1, self.window, generator=gen)).to(self.device)
                 try:
                     self._net = optimize_for_inference(self.model, example)
                 except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
