@@ -20,10 +20,14 @@ Python, importing torch and loading the model, as a user sees it); the modes are
 and the best of ``--repeats`` kept:
 
 - **before**: the engine as it was: files decoded in turn in the model's thread, 16 windows per
-  pass, torch's default threads, short files zero-padded to a whole window
-  (``--batch-size 16 --prefetch 0 --pad-short``);
+  pass, torch's default threads, short files zero-padded to a whole window, the model as it is
+  (``--batch-size 16 --prefetch 0 --pad-short --exact``);
 - **after**: the defaults (decoding on a background thread, batch size and threads measured
-  once and cached, short files at their own length).
+  once and cached, short files at their own length, the optimised copy of the model);
+- any ``--mode NAME 'OPTIONS'`` given.
+
+The time of starting Python, importing and loading the model is measured too and reported
+beside each mode.
 
 The scores of the two modes are compared (files at least one window long must agree to 1e-5;
 shorter files change on purpose: they are no longer padded).
@@ -173,9 +177,20 @@ def scores_of(path: Path) -> dict[str, np.ndarray]:
 
 
 MODES = {
-    "before": ["--batch-size", "16", "--prefetch", "0", "--pad-short"],
+    "before": ["--batch-size", "16", "--prefetch", "0", "--pad-short", "--exact"],
     "after": [],
 }
+
+
+def startup_seconds(ckpt: Path) -> float:
+    """Wall seconds of starting Python, importing musictag's predict path and loading the model."""
+    code = (
+        "import sys, musictag.commands, musictag.inference; from musictag import load_tagger; "
+        "load_tagger(sys.argv[1])"
+    )
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(ckpt)], check=True, cwd=REPO)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -184,6 +199,14 @@ def main() -> None:
     p.add_argument("--files", type=int, default=16, help="recordings of 20 s to 5 min")
     p.add_argument("--repeats", type=int, default=2, help="interleaved runs per mode (best kept)")
     p.add_argument("--soundfont", type=Path, default=SOUNDFONT)
+    p.add_argument(
+        "--mode",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "OPTIONS"),
+        help="another mode: a name and predict options in one string, e.g. two '--prefetch 2'",
+    )
     p.add_argument("--work", type=Path, default=common.DEFAULT_WORK / "predict-set")
     p.add_argument("--cache", type=Path, default=None,
                    help="MUSICTAG_CACHE_DIR of the runs (default: a fresh folder in --work, so the "
@@ -211,14 +234,17 @@ def main() -> None:
     print(f"matmul rate {gflops:.0f} GFLOP/s; decode {decode_s:.1f} s on one core; "
           f"compute {compute_s:.2f} s at the matmul rate; limit {limit:.1f} s")  # fmt: skip
 
+    modes = {**MODES, **{name: options.split() for name, options in args.mode}}
+    startup = min(startup_seconds(ckpt) for _ in range(2))
+    print(f"startup (Python, imports, loading the model): {startup:.1f} s")
     cache = args.cache or args.work / f"tuning-cache-{os.getpid()}"
     os.environ["MUSICTAG_CACHE_DIR"] = str(cache)
-    times: dict[str, list[float]] = {m: [] for m in MODES}
-    outs = {m: args.work / f"{args.model}_{m}.json" for m in MODES}
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    outs = {m: args.work / f"{args.model}_{m}.json" for m in modes}
     first_after = run_predict(ckpt, paths, outs["after"], MODES["after"])  # measures and caches
     print(f"first 'after' run (measuring the batch size and threads): {first_after:.1f} s")
     for _ in range(args.repeats):
-        for mode, options in MODES.items():
+        for mode, options in modes.items():
             times[mode].append(run_predict(ckpt, paths, outs[mode], options))
             print(f"  {mode}: {times[mode][-1]:.1f} s (load {common.load()})")
     tuning = json.loads((cache / "inference-tuning.json").read_text())
@@ -230,15 +256,20 @@ def main() -> None:
     diff_long = max((np.abs(before[f] - after[f]).max() for f in long_files), default=0.0)
     diff_short = max((np.abs(before[f] - after[f]).max() for f in short_files), default=0.0)
 
-    rows = [[m, min(t), min(t) / limit] for m, t in times.items()]
-    print(common.table(["mode", "predict wall (s)", "x limit"], rows))
+    rows = [
+        [m, min(t), min(t) / limit, min(t) - startup, (min(t) - startup) / limit]
+        for m, t in times.items()
+    ]
+    header = ["mode", "predict wall (s)", "x limit", "without startup (s)", "x limit"]
+    print(common.table(header, rows))
     print(f"chosen settings: {chosen}; max |score diff| before/after: {diff_long:.1e} on "
           f"{len(long_files)} files >= one window, {diff_short:.3f} on {len(short_files)} shorter "
-          "(not padded any more)")  # fmt: skip
+          "(padded before; after: at their own length unless the model is the FCN)")  # fmt: skip
     print(json.dumps({
         "model": args.model, "files": len(paths), "minutes": minutes, "windows": n_win,
         "tflop": flops / 1e12, "matmul_gflops": gflops, "decode_s": decode_s,
-        "compute_s": compute_s, "limit_s": limit, "first_after_s": first_after,
+        "compute_s": compute_s, "limit_s": limit, "startup_s": startup,
+        "first_after_s": first_after,
         **{f"{m}_s": min(t) for m, t in times.items()},
         **{f"{m}_x_limit": min(t) / limit for m, t in times.items()},
         "settings": chosen, "max_diff_long": float(diff_long), "load": common.load(),
