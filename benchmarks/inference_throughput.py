@@ -77,7 +77,9 @@ def main() -> None:
     )
     print(f"batched ({args.batch_size} crops/pass)  {batched:6.2f} tracks/s")
     print(f"one crop at a time          {single:6.2f} tracks/s")
-    print(f"measured (batch {chosen.batch_size}, {chosen.threads} threads) {measured:6.2f} tracks/s")
+    print(
+        f"measured (batch {chosen.batch_size}, {chosen.threads} threads) {measured:6.2f} tracks/s"
+    )
     diff = max(np.abs(a - b).max(), np.abs(a - c).max())
     print(f"batched / one at a time     {batched / single:6.2f}x   (max |score diff| {diff:.1e})")
     print(f"measured / one at a time    {measured / single:6.2f}x")

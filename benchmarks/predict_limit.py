@@ -248,7 +248,9 @@ def main() -> None:
             times[mode].append(run_predict(ckpt, paths, outs[mode], options))
             print(f"  {mode}: {times[mode][-1]:.1f} s (load {common.load()})")
     tuning = json.loads((cache / "inference-tuning.json").read_text())
-    chosen = [{k: v for k, v in e.items() if k in ("batch_size", "threads")} for e in tuning.values()]
+    chosen = [
+        {k: v for k, v in e.items() if k in ("batch_size", "threads")} for e in tuning.values()
+    ]
 
     before, after = scores_of(outs["before"]), scores_of(outs["after"])
     long_files = [str(pth) for pth, n in zip(paths, samples) if n >= window]
