@@ -50,9 +50,9 @@ from musictag.data.shards import (
     shard_urls,
 )
 from musictag.data.vocab import TagVocab
-from musictag.tta import eval_crop_starts
+from musictag.tta import eval_crop_starts, extract_crops
 
-__all__ = ["ReadReport", "SkippedTrack", "TagDataModule", "eval_crop_starts"]
+__all__ = ["ReadReport", "SkippedTrack", "TagDataModule"]
 
 log = logging.getLogger(__name__)
 
@@ -409,10 +409,9 @@ class _TrackStream(IterableDataset):
             start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
             audio = _pad(decode_audio(audio_bytes, start, crop), crop)
         else:
-            starts = eval_crop_starts(n, crop, self.eval_crops)
-            full = decode_audio(audio_bytes, 0, min(n, starts[-1] + crop))
-            full = _pad(full, starts[-1] + crop)
-            audio = full[np.asarray(starts)[:, None] + np.arange(crop)]
+            end = eval_crop_starts(n, crop, self.eval_crops)[-1] + crop  # decode no further
+            beginning = decode_audio(audio_bytes, 0, min(n, end))
+            audio = extract_crops(beginning, crop, self.eval_crops, num_samples=n)
         # numpy until the batch is collated (see _collate)
         return {
             "audio": np.ascontiguousarray(audio, dtype=np.float32),
