@@ -62,8 +62,9 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     },
     {
         "commands": (
-            "musictag.commands",
-            "musictag.cli",
+            "musictag.commands",  # the `musictag` command, to be renamed musictag.cli
+            "musictag.cli",  # the recipes' LightningCLI, to be renamed musictag.lightning_cli
+            "musictag.lightning_cli",
             "musictag.serve",
             "musictag.doctor",
             "musictag.__main__",
