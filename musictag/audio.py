@@ -1,9 +1,10 @@
 """Reading audio files: any format soundfile reads, downmixed to mono, resampled once with soxr.
 
 A file is decoded whole (:func:`load_audio`) or streamed block by block (:func:`stream_audio`,
-for files of any length). Every file decode of the package goes through :class:`AudioReader`, so that a bad file is
-reported the same way everywhere: in words that say what is wrong with it (libsndfile's own text
-kept as detail), and with a note when decoding yields less audio than the header promises.
+for files of any length). Every file decode of the package goes through :class:`AudioReader`, so
+that a bad file is reported the same way everywhere: in words that say what is wrong with it
+(libsndfile's own text kept as detail), and with a note when decoding yields less audio than the
+header promises.
 """
 
 from __future__ import annotations

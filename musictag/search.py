@@ -1,14 +1,15 @@
 """Track embeddings and nearest-neighbour search over them (cosine similarity).
 
 :func:`embed_file` and :func:`embed_tracks` embed files and shard tracks (the mean of the window
-embeddings of :class:`~musictag.inference.Inference`). An :class:`EmbeddingSet` is one embedding per track plus what the track is: ``embeddings.npy``
-(float32 ``[N, D]``) and ``index.json`` (the model, the protocol, and one record per row: ``id``,
-``path``, ``tags``, ``predicted``). ``musictag embed`` writes one; ``musictag index`` merges sets
-and L2-normalises them into a :class:`TrackIndex`, saved in the same two files (nothing is
-pickled). Search is exact (a matrix product in torch) for small collections; for large ones a
-graph index of `faiss <https://github.com/facebookresearch/faiss>`_ (``IndexHNSWFlat`` on inner
-products, the optional ``ann`` extra: ``pip install 'musictag[ann]'``) answers the same queries,
-and the index falls back to exact search, with a log message, when faiss is not installed.
+embeddings of :class:`~musictag.inference.Inference`). An :class:`EmbeddingSet` is one embedding
+per track plus what the track is: ``embeddings.npy`` (float32 ``[N, D]``) and ``index.json`` (the
+model, the protocol, and one record per row: ``id``, ``path``, ``tags``, ``predicted``).
+``musictag embed`` writes one; ``musictag index`` merges sets and L2-normalises them into a
+:class:`TrackIndex`, saved in the same two files (nothing is pickled). Search is exact (a matrix
+product in torch) for small collections; for large ones a graph index of
+`faiss <https://github.com/facebookresearch/faiss>`_ (``IndexHNSWFlat`` on inner products, the
+optional ``ann`` extra: ``pip install 'musictag[ann]'``) answers the same queries, and the index
+falls back to exact search, with a log message, when faiss is not installed.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ run; they name types for annotations).
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ MODULES = module_names()
 def _runtime_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
     """Import statements anywhere in the tree, except under ``if TYPE_CHECKING:``."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
             yield from (n for child in node.orelse for n in _runtime_imports(child))
             continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -132,9 +133,14 @@ def _runtime_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
         yield from _runtime_imports(node)
 
 
-def imports_of(name: str) -> Iterator[tuple[str, int, bool]]:
+@functools.cache
+def imports_of(name: str) -> tuple[tuple[str, int, bool], ...]:
     """``(imported module, line, is_package_module)`` of every runtime import in ``name``;
     ``is_package_module`` is False for third-party and standard-library modules."""
+    return tuple(_imports_of(name))
+
+
+def _imports_of(name: str) -> Iterator[tuple[str, int, bool]]:
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
