@@ -1,23 +1,13 @@
 """Tagging and embedding audio of any length: streamed windows, batched, aggregated per track.
 
 The sliding-window ``Inference`` of pyannote-audio, for taggers. A file is decoded in blocks
-(:func:`musictag.audio.stream_audio`: downmixed to mono and resampled to the model's rate with a
-streaming resampler, bit-identical to decoding it whole); windows of the model's input length are
-cut every ``hop`` samples as the audio arrives (:func:`musictag.tta.sliding_windows`), batched
-(windows of consecutive files share batches) and scored. Only a few windows, the per-window scores
-and the per-window embeddings are ever held, so memory does not grow with the length of the file.
-
-Two ways to cut a track:
-
-- **sliding** (default): windows every ``hop`` samples (default: the window length) covering the
-  whole track; a last window is aligned with the end, and a track shorter than one window is
-  zero-padded (:func:`musictag.tta.window_starts`).
-- **crops**: the ``K`` evenly spaced crops of the published evaluation protocol
-  (:mod:`musictag.tta`; the track is decoded whole, so use it for tracks, not for hour-long files).
-
-Track scores aggregate the window probabilities (mean or max); track embeddings are the mean of the
-window embeddings. The results are :class:`musictag.results.TagResult`; embedding collections
-are :mod:`musictag.search`'s, plots :mod:`musictag.plots`'.
+(:func:`musictag.audio.stream_audio`); windows of the model's input length are cut every ``hop``
+samples as the audio arrives (:func:`musictag.tta.sliding_windows`), or the ``K`` evenly spaced
+crops of the evaluation protocol are cut from the whole track (:func:`musictag.tta.extract_crops`);
+windows of consecutive files share batches. Only a few windows, the per-window scores and the
+per-window embeddings are ever held, so memory does not grow with the length of the file. Track
+scores aggregate the window probabilities (mean or max) into a
+:class:`~musictag.results.TagResult`; track embeddings are the mean of the window embeddings.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""What tagging a track gives: its scores, the selected tags, its windows and embeddings.
-
-Plain numpy records, so that the inference engine, the catalogue database, the web service and
-the plots share one shape of result without importing each other.
-"""
+"""What tagging a track gives: its scores, the selected tags, its windows and embeddings (numpy
+records shared by inference, the catalogue database, the web service and the plots)."""
 
 from __future__ import annotations
 
@@ -81,7 +78,7 @@ class TagResult:
     def select(
         self, top_k: int | None = None, threshold: float | None = None
     ) -> list[tuple[str, float]]:
-        """Tags scoring at least ``threshold``, at most ``top_k``, best first (:func:`select_tags`)."""
+        """Tags scoring at least ``threshold``, at most ``top_k``, best first (``select_tags``)."""
         return select_tags(self.scores, self.tags, top_k, threshold)
 
     @property
