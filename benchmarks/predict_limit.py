@@ -3,7 +3,7 @@
 The limit of tagging a set of files is what cannot be avoided:
 
 - **decode**: decoding, downmixing and resampling every file to the model's rate, one file after
-  the other on one core (``musictag.inference.stream_audio``, as predict reads them), plus
+  the other on one core (``musictag.audio.stream_audio``, as predict reads them), plus
 - **compute**: the FLOPs of every window the model scores
   (``torch.utils.flop_counter.FlopCounterMode``) at the fp32 matmul rate measured in this
   process (a 2048² ``torch.mm`` with torch's threads).
@@ -60,7 +60,8 @@ except ImportError:  # run as a script from benchmarks/
     from inference_common import MODELS, clips, make_checkpoint
 
 from musictag import load_tagger
-from musictag.inference import stream_audio, window_starts
+from musictag.audio import stream_audio
+from musictag.tta import window_starts
 
 FORMATS = (("ogg", "OGG", "VORBIS"), ("mp3", "MP3", "MPEG_LAYER_III"), ("opus", "OGG", "OPUS"),
            ("flac", "FLAC", "PCM_16"))  # fmt: skip

@@ -27,7 +27,7 @@ _EXPORTS = {
     "model_entry": "musictag.models.registry",
     "load_tagger": "musictag.checkpoints",
     "tag_file": "musictag.inference",
-    "embed_file": "musictag.inference",
+    "embed_file": "musictag.search",
     "Inference": "musictag.inference",
     "TrackIndex": "musictag.search",
     "EmbeddingSet": "musictag.search",

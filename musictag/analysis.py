@@ -6,8 +6,8 @@ auto-tagging using raw waveforms, Fig. 4) average the excitations of every block
 of a tag and compare tags: early blocks excite alike for every tag, the last blocks tell tags
 apart. :class:`ExcitationRecorder` reads the excitations with forward hooks on each SE block's
 ``dense2`` (the model is not modified); :func:`collect_excitations` averages them per tag over
-tracks (each track is the mean of its ``K`` evaluation crops), and :func:`plot_excitations` draws
-one subplot per block.
+tracks (each track is the mean of its ``K`` evaluation crops), and
+:func:`musictag.plots.plot_excitations` draws one subplot per block.
 
 Works with every model whose SE blocks are :class:`~musictag.models.samplecnn.SqueezeExcitation1d`
 (``block="se"``) or :class:`~musictag.models.samplecnn.ResBlock1d` with ``se=True`` (``"rese"``,
@@ -39,7 +39,6 @@ __all__ = [
     "ExcitationStats",
     "collect_excitations",
     "collect_excitations_from_shards",
-    "plot_excitations",
     "se_layers",
 ]
 
@@ -248,52 +247,3 @@ def collect_excitations_from_shards(
     if skipped:
         log.warning("%d damaged or undecodable tracks were left out of the analysis", len(skipped))
     return stats
-
-
-def plot_excitations(
-    stats: ExcitationStats,
-    path: str | Path,
-    blocks: Sequence[str] | None = None,
-    sort_channels: bool = True,
-    ncols: int = 3,
-) -> Path:
-    """Mean excitation per tag, one subplot per SE block (Kim et al. 2018, Fig. 4), saved as PNG.
-
-    Args:
-        stats: From :func:`collect_excitations`.
-        path: Output image.
-        blocks: Blocks to draw; default: all.
-        sort_channels: Order each block's channels by their mean excitation over all tracks
-            (descending), so that differences between tags stand out; otherwise channel order.
-        ncols: Subplots per row.
-
-    Returns:
-        ``path``.
-    """
-    from matplotlib.figure import Figure
-
-    names = list(blocks or stats.blocks)
-    nrows = -(-len(names) // ncols)
-    fig = Figure(figsize=(4.2 * ncols, 2.6 * nrows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for ax, block in zip(axes, names):
-        means = stats.mean(block)
-        order = np.argsort(-stats.overall(block)) if sort_channels else np.arange(means.shape[1])
-        for row, tag in enumerate(stats.tags):
-            if stats.counts[row]:
-                ax.plot(means[row, order], lw=0.9, label=f"{tag} ({stats.counts[row]})")
-        ax.set_title(block, fontsize="small")
-        ax.set_ylim(0, 1)
-        ax.set_xlabel(
-            "channel" + (" (sorted by mean)" if sort_channels else ""), fontsize="x-small"
-        )
-        ax.tick_params(labelsize="x-small")
-    for ax in axes[len(names) :]:
-        ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)) or 1)
-    fig.suptitle(f"mean SE excitation per tag ({stats.n_tracks} tracks)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path

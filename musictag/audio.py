@@ -1,8 +1,10 @@
 """Reading audio files: any format soundfile reads, downmixed to mono, resampled once with soxr.
 
-Every file decode of the package goes through :class:`AudioReader`, so that a bad file is
-reported the same way everywhere: in words that say what is wrong with it (libsndfile's own text
-kept as detail), and with a note when decoding yields less audio than the header promises.
+A file is decoded whole (:func:`load_audio`) or streamed block by block (:func:`stream_audio`,
+for files of any length). Every file decode of the package goes through :class:`AudioReader`, so
+that a bad file is reported the same way everywhere: in words that say what is wrong with it
+(libsndfile's own text kept as detail), and with a note when decoding yields less audio than the
+header promises.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import soundfile as sf
 import soxr
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
+    "DEFAULT_BLOCK_FRAMES",
     "AudioReadError",
     "AudioReader",
     "Truncation",
@@ -26,6 +30,7 @@ __all__ = [
     "describe_read_error",
     "load_audio",
     "read_audio",
+    "stream_audio",
     "to_mono_resampled",
 ]
 
@@ -36,6 +41,11 @@ log = logging.getLogger(__name__)
 _LENGTH_SLACK_FRAMES = 2 * 1152
 _DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
 _RETRY_BLOCK_FRAMES = 1024
+
+AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff")
+"""Extensions of the audio files collected from folders (matched case-insensitively)."""
+DEFAULT_BLOCK_FRAMES = 1 << 17
+"""Frames decoded per block when streaming (about 3 s at 44.1 kHz)."""
 
 
 class AudioReadError(ValueError):
@@ -328,3 +338,59 @@ def load_audio(path: str | Path, sample_rate: int, strict: bool = False) -> np.n
         AudioReadError: naming the file, when it is missing, unreadable, empty or non-finite.
     """
     return read_audio(path, sample_rate, strict)[0]
+
+
+def stream_audio(
+    path: str | Path,
+    sample_rate: int,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+    *,
+    strict: bool = False,
+    truncations: list[Truncation] | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode an audio file block by block, as mono float32 at ``sample_rate``.
+
+    Channels are averaged and the audio is resampled with ``soxr.ResampleStream`` (quality
+    ``"HQ"``), so the concatenated blocks equal :func:`load_audio` exactly, while
+    only one block is in memory at a time.
+
+    Args:
+        path: Any file soundfile reads (wav, flac, ogg, mp3, ...).
+        sample_rate: Output rate in Hz.
+        block_frames: Frames decoded per block, at the file's rate.
+        strict: Refuse a file that decodes to less than its header promises.
+        truncations: When given, a file that decodes to less than its header promises (and is
+            used as far as it decodes) adds its :class:`~musictag.audio.Truncation` here.
+
+    Yields:
+        float32 ``[n]`` chunks (non-empty).
+
+    Raises:
+        AudioReadError: naming the file, when it is missing, unreadable, empty or non-finite
+            (:class:`~musictag.audio.TruncatedAudioError` for a truncated file with ``strict``).
+    """
+    n_in = 0
+    with AudioReader(path, strict=strict) as reader:
+        in_rate = reader.sample_rate
+        resampler = (
+            soxr.ResampleStream(in_rate, sample_rate, 1, dtype="float32", quality="HQ")
+            if in_rate != sample_rate
+            else None
+        )
+        for block in reader.blocks(int(block_frames)):
+            x = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            if not np.isfinite(x).all():
+                raise AudioReadError(f"{path}: non-finite samples (NaN or Inf)")
+            n_in += x.shape[0]
+            if resampler is not None:
+                x = resampler.resample_chunk(x, last=False)
+            if x.size:
+                yield x
+        if resampler is not None and n_in:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.size:
+                yield tail
+        if reader.truncation is not None and truncations is not None:
+            truncations.append(reader.truncation)
+    if n_in == 0:
+        raise AudioReadError(f"{path}: zero-length audio")

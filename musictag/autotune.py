@@ -28,9 +28,12 @@ import torch
 __all__ = [
     "CACHE_ENV",
     "InferenceSettings",
+    "cache_key",
+    "cached_entry",
     "device_signature",
     "measure_settings",
     "model_signature",
+    "store_entry",
     "tuned_settings",
     "tuning_cache_path",
 ]
@@ -213,6 +216,32 @@ def _write_cache(path: Path, data: dict) -> None:
         log.warning("could not write the inference tuning cache %s: %s", path, e)
 
 
+def cache_key(model: torch.nn.Module, window: int, device: torch.device, extra: str = "") -> str:
+    """The key of a measured choice for this model (:func:`model_signature`) on this device."""
+    return "|".join(
+        (
+            f"v{TUNING_VERSION}",
+            device_signature(device),
+            f"torch {torch.__version__}",
+            model_signature(model, window, extra),
+        )
+    )
+
+
+def cached_entry(key: str) -> dict | None:
+    """The cached entry of ``key``, or ``None``."""
+    entry = _read_cache(tuning_cache_path()).get(key)
+    return entry if isinstance(entry, dict) else None
+
+
+def store_entry(key: str, entry: dict) -> None:
+    """Cache ``entry`` under ``key`` (the file is re-read first: other processes may write it)."""
+    path = tuning_cache_path()
+    data = _read_cache(path)
+    data[key] = {**entry, "measured_at": time.time()}
+    _write_cache(path, data)
+
+
 def tuned_settings(
     model: torch.nn.Module,
     forward: Callable[[torch.Tensor], object],
@@ -235,16 +264,8 @@ def tuned_settings(
     Returns:
         :class:`InferenceSettings` (``source`` is ``"cache"`` or ``"measured"``).
     """
-    key = "|".join(
-        (
-            f"v{TUNING_VERSION}",
-            device_signature(device),
-            f"torch {torch.__version__}",
-            model_signature(model, window, extra),
-        )
-    )
-    path = tuning_cache_path()
-    entry = _read_cache(path).get(key)
+    key = cache_key(model, window, device, extra)
+    entry = cached_entry(key)
     if entry and not retune:
         try:
             return InferenceSettings(
@@ -261,10 +282,8 @@ def tuned_settings(
         "measured inference settings for %s on %s in %.1f s: batch %d, %s threads "
         "(%.1f windows/s); cached in %s",
         type(model).__name__, device_signature(device), time.perf_counter() - start,
-        best.batch_size, best.threads, best.windows_per_s, path,
+        best.batch_size, best.threads, best.windows_per_s, tuning_cache_path(),
     )  # fmt: skip
-    data = _read_cache(path)  # re-read: another process may have added entries
-    data[key] = {**asdict(best), "rates": rates, "measured_at": time.time()}
-    data[key].pop("source")
-    _write_cache(path, data)
+    entry = {k: v for k, v in asdict(best).items() if k != "source"}
+    store_entry(key, {**entry, "rates": rates})
     return best

@@ -23,6 +23,8 @@ import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping
 from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 
+from .plots import pr_curves, tags_over_time
+
 __all__ = ["ExactResume", "StagedLRDecay", "TagPlots", "log_figure"]
 
 log = logging.getLogger(__name__)
@@ -171,89 +173,13 @@ class TagPlots(Callback):
         scores, targets = torch.cat(self._scores), torch.cat(self._targets)
         self.logged = []
         fig = Figure(figsize=(10, 4))
-        if self.pr_curves(fig, scores, targets, tags):
+        if pr_curves(fig, scores, targets, tags, self.n_best, self.n_worst):
             self.logged += log_figure(trainer, "val/pr_curves", fig)
         if self._track is not None:
             fig = Figure(figsize=(8, 4))
-            self.tags_over_time(fig, *self._track, tags)
+            tags_over_time(fig, *self._track, tags, self.n_track_tags)
             self.logged += log_figure(trainer, "val/tags_over_time", fig)
         self._scores, self._targets, self._track = [], [], None
-
-    def pr_curves(
-        self, fig: Any, scores: torch.Tensor, targets: torch.Tensor, tags: list[str]
-    ) -> bool:
-        """Draw the PR curves of the best and worst tags into ``fig``.
-
-        Args:
-            fig: A matplotlib figure.
-            scores: ``[tracks, n_tags]`` crop-averaged scores.
-            targets: ``[tracks, n_tags]`` 0/1 targets.
-            tags: Tag names.
-
-        Returns:
-            ``False`` when no tag has a positive track (nothing drawn).
-        """
-        from torchmetrics.functional.classification import (
-            binary_average_precision,
-            binary_precision_recall_curve,
-        )
-
-        present = [j for j in range(scores.shape[1]) if targets[:, j].any()]
-        if not present:
-            return False
-        ap = {j: float(binary_average_precision(scores[:, j], targets[:, j])) for j in present}
-        ranked = sorted(present, key=lambda j: -ap[j])
-        panels = [("best tags", ranked[: self.n_best])]
-        worst = [j for j in ranked[::-1][: self.n_worst] if j not in panels[0][1]]
-        if worst:
-            panels.append(("worst tags", worst))
-        for i, (title, chosen) in enumerate(panels):
-            ax = fig.add_subplot(1, len(panels), i + 1)
-            for j in chosen:
-                precision, recall, _ = binary_precision_recall_curve(scores[:, j], targets[:, j])
-                ax.step(
-                    recall.numpy(),
-                    precision.numpy(),
-                    where="post",
-                    label=f"{tags[j]} ({ap[j]:.2f})",
-                )
-            ax.set(
-                title=f"{title} (AP)",
-                xlabel="recall",
-                ylabel="precision",
-                xlim=(0, 1),
-                ylim=(0, 1.02),
-            )
-            ax.legend(loc="lower left", fontsize="small")
-        fig.tight_layout()
-        return True
-
-    def tags_over_time(
-        self, fig: Any, key: str, per_crop: torch.Tensor, target: torch.Tensor, tags: list[str]
-    ) -> None:
-        """Draw a track's per-crop scores of its top tags as a heat map into ``fig``.
-
-        Args:
-            fig: A matplotlib figure.
-            key: Track key (title).
-            per_crop: ``[K, n_tags]`` scores of the track's K evenly spaced crops.
-            target: ``[n_tags]`` the track's targets.
-            tags: Tag names.
-        """
-        mean = per_crop.mean(0)
-        chosen = set(mean.argsort(descending=True)[: self.n_track_tags].tolist())
-        chosen |= set(target.nonzero().flatten().tolist())  # the true tags, whatever their score
-        order = sorted(chosen, key=lambda j: -float(mean[j]))
-        ax = fig.add_subplot(1, 1, 1)
-        image = ax.imshow(
-            per_crop[:, order].T.numpy(), aspect="auto", vmin=0, vmax=1, interpolation="nearest"
-        )
-        ax.set_xticks(range(per_crop.shape[0]))
-        ax.set_yticks(range(len(order)))
-        ax.set_yticklabels([tags[j] + (" *" if target[j] > 0 else "") for j in order])
-        ax.set(title=f"{key}: tag scores over time (* = true tag)", xlabel="crop (in time order)")
-        fig.colorbar(image, ax=ax)
-        fig.tight_layout()
 
 
 # ------------------------------------------------------------------------------- LR decay

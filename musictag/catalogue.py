@@ -41,8 +41,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from .audio import AudioReadError
-from .inference import DEFAULT_BLOCK_FRAMES, Inference, TagResult, select_tags, stream_audio
+from .audio import DEFAULT_BLOCK_FRAMES, AudioReadError, stream_audio
+from .inference import Inference
+from .results import TagResult, select_tags
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -141,7 +141,7 @@ def _plot_paths(spec: str, files: Sequence[Path]) -> dict[Path, Path]:
 
 def _audio_files(inputs: Sequence[str]) -> list[Path]:
     """The audio files of files, folders and @lists; ``FileNotFoundError`` if there are none."""
-    from .inference import collect_audio_files
+    from .inputs import collect_audio_files
 
     files = collect_audio_files(inputs)
     if not files:
@@ -227,7 +227,7 @@ def _write_predictions(results: Any, args: argparse.Namespace) -> int:
 
 @_user_errors
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import plot_tag_activation
+    from .plots import plot_tag_activation
 
     log = logging.getLogger("musictag")
     files = _audio_files(args.inputs)
@@ -293,8 +293,7 @@ def _embed_set(args: argparse.Namespace, model: Any, inputs: Sequence[str]) -> A
     """Embed files, folders, @lists and shard sets into an EmbeddingSet (None if nothing worked)."""
     import numpy as np
 
-    from .inference import embed_tracks
-    from .search import EmbeddingSet
+    from .search import EmbeddingSet, embed_tracks
 
     log = logging.getLogger("musictag")
     vectors, tracks, failed = [], [], 0
@@ -343,7 +342,7 @@ def _catalogue_embed(args: argparse.Namespace) -> Any:
     import numpy as np
 
     from .catalogue import read_results
-    from .inference import is_shard_folder
+    from .inputs import is_shard_folder
     from .search import EmbeddingSet
 
     shards = [s for s in args.inputs if not s.startswith("@") and is_shard_folder(s)]
@@ -496,7 +495,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_se_analysis(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .analysis import collect_excitations_from_shards, plot_excitations
+    from .analysis import collect_excitations_from_shards
+    from .plots import plot_excitations
 
     model = _load_model(args.checkpoint, args.device)
     stats = collect_excitations_from_shards(

@@ -16,8 +16,9 @@ import pytorch_lightning as pl
 from .data.datamodule import TagDataModule
 from .data.shards import write_shards
 from .data.sources.synth import generate_collection, load_labels
-from .inference import TagResult, tag_file
+from .inference import tag_file
 from .presets import CRNNTagger
+from .results import TagResult
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 

@@ -1,13 +1,15 @@
-"""Embedding sets and nearest-neighbour search over track embeddings (cosine similarity).
+"""Track embeddings and nearest-neighbour search over them (cosine similarity).
 
-An :class:`EmbeddingSet` is one embedding per track plus what the track is: ``embeddings.npy``
-(float32 ``[N, D]``) and ``index.json`` (the model, the protocol, and one record per row: ``id``,
-``path``, ``tags``, ``predicted``). ``musictag embed`` writes one; ``musictag index`` merges sets
-and L2-normalises them into a :class:`TrackIndex`, saved in the same two files (nothing is
-pickled). Search is exact (a matrix product in torch) for small collections; for large ones a
-graph index of `faiss <https://github.com/facebookresearch/faiss>`_ (``IndexHNSWFlat`` on inner
-products, the optional ``ann`` extra: ``pip install 'musictag[ann]'``) answers the same queries,
-and the index falls back to exact search, with a log message, when faiss is not installed.
+:func:`embed_file` and :func:`embed_tracks` embed files and shard tracks (the mean of the window
+embeddings of :class:`~musictag.inference.Inference`). An :class:`EmbeddingSet` is one embedding
+per track plus what the track is: ``embeddings.npy`` (float32 ``[N, D]``) and ``index.json`` (the
+model, the protocol, and one record per row: ``id``, ``path``, ``tags``, ``predicted``).
+``musictag embed`` writes one; ``musictag index`` merges sets and L2-normalises them into a
+:class:`TrackIndex`, saved in the same two files (nothing is pickled). Search is exact (a matrix
+product in torch) for small collections; for large ones a graph index of
+`faiss <https://github.com/facebookresearch/faiss>`_ (``IndexHNSWFlat`` on inner products, the
+optional ``ann`` extra: ``pip install 'musictag[ann]'``) answers the same queries, and the index
+falls back to exact search, with a log message, when faiss is not installed.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from .audio import AudioReadError
+from .inference import Inference, iter_shard_tracks
+from .inputs import collect_audio_files, is_shard_folder
+
+if TYPE_CHECKING:
+    from .tagger import Tagger
 
 __all__ = [
     "ANN_MIN_TRACKS",
@@ -29,6 +38,8 @@ __all__ = [
     "EmbeddingSet",
     "Hit",
     "TrackIndex",
+    "embed_file",
+    "embed_tracks",
     "faiss_available",
 ]
 
@@ -42,6 +53,94 @@ VERSION = 1
 BACKENDS = ("auto", "exact", "faiss")
 ANN_MIN_TRACKS = 100_000
 """With ``backend="auto"``, collections of at least this many tracks use faiss (when installed)."""
+
+
+def embed_file(
+    model: Tagger,
+    path: str | Path,
+    layers: str = "last",
+    hop: int | None = None,
+    crops: int | None = None,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """File-level embedding: the mean of the window embeddings.
+
+    Args:
+        model: A tagger.
+        path: Audio file.
+        layers: ``"last"`` (penultimate representation) or ``"all"`` (every stage, concatenated).
+        hop: Hop between sliding windows; default: the window length.
+        crops: Use the ``K`` evaluation crops instead of sliding windows.
+        batch_size: Windows per forward pass.
+
+    Returns:
+        float32 ``[dim]``.
+    """
+    inference = Inference(model, hop=hop, crops=crops, batch_size=batch_size, embeddings=layers)
+    emb = inference(path).embedding
+    assert emb is not None
+    return emb
+
+
+def embed_tracks(
+    model: Tagger,
+    inputs: Sequence[str | Path],
+    *,
+    layers: str = "last",
+    hop: int | None = None,
+    crops: int | None = None,
+    batch_size: int = 16,
+    splits: Sequence[str] | None = None,
+    top_k: int = 5,
+) -> Iterator[tuple[dict[str, Any], np.ndarray | AudioReadError]]:
+    """One embedding per track of files, folders, ``@lists`` and shard sets.
+
+    Files are embedded with sliding windows (mean of the window embeddings), or with ``crops``
+    evenly spaced crops when given; tracks of a shard set (a folder holding ``manifest.json``)
+    always use the K-crop protocol of :mod:`musictag.tta`, with ``K = crops`` or the model's
+    ``eval_crops``.
+
+    Args:
+        model: A tagger.
+        inputs: Audio files, folders, ``@list`` files and shard folders.
+        layers: ``"last"`` or ``"all"`` (see :meth:`Tagger.embed`).
+        hop: Hop of the sliding windows for files.
+        crops: Crops per track (files and shards).
+        batch_size: Windows per forward pass.
+        splits: Shard splits to read; default: all.
+        top_k: Predicted tags recorded per track.
+
+    Yields:
+        ``(info, embedding [dim] float32 | AudioReadError)``; ``info`` holds ``id``, ``path``,
+        ``tags`` (ground truth for shard tracks, empty for files) and ``predicted``
+        (``[[tag, score], ...]``, best first).
+    """
+    files: list[str | Path] = []
+    shard_sets: list[Path] = []
+    for s in inputs:
+        if not str(s).startswith("@") and is_shard_folder(s):
+            shard_sets.append(Path(s))
+        else:
+            files.append(s)
+
+    def emit(info: dict[str, Any], result: Any) -> tuple[dict[str, Any], Any]:
+        if isinstance(result, Exception):
+            return info, result
+        info["predicted"] = [[t, round(s, 6)] for t, s in result.select(top_k)]
+        return info, result.embedding
+
+    if files:
+        inference = Inference(model, hop=hop, crops=crops, batch_size=batch_size, embeddings=layers)
+        for path, result in inference.iter_files(collect_audio_files(files)):
+            yield emit({"id": path.stem, "path": str(path), "tags": []}, result)
+    k = crops or int(model.hparams.get("eval_crops", 16))
+    shard_inference = Inference(model, crops=k, batch_size=batch_size, embeddings=layers)
+    for shard_dir in shard_sets:
+        tracks = iter_shard_tracks(shard_dir, splits, with_errors=True)
+        pairs = ((info, (wave, rate, info["id"])) for info, wave, rate in tracks)
+        for info, result in shard_inference.iter_keyed(pairs):
+            info["path"] = info["path"] or f"{shard_dir}/{info['key']}"
+            yield emit(info, result)
 
 
 def faiss_available() -> bool:

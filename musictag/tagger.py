@@ -196,33 +196,6 @@ class Tagger(pl.LightningModule):
         logits = self._crop_logits(crops)
         return aggregate(self.scores(logits), self.hparams.tta)
 
-    def tag_file(
-        self, path: Any, top_k: int | None = None, threshold: float | None = None, **kwargs: Any
-    ) -> Any:
-        """Tag an audio file of any length and format (:func:`musictag.inference.tag_file`).
-
-        Args:
-            path: Audio file (decoded in blocks, downmixed, resampled to ``sample_rate``).
-            top_k: Tags kept in ``result.labels``; default: all.
-            threshold: Minimum score of the tags in ``result.labels``.
-            **kwargs: ``hop``, ``batch_size``, ``how``, ``crops``, ``embeddings``.
-
-        Returns:
-            A :class:`~musictag.inference.TagResult` (``labels``: ``[(tag, score), ...]``).
-        """
-        from .inference import tag_file  # inference imports this module
-
-        return tag_file(self, path, top_k=top_k, threshold=threshold, **kwargs)
-
-    def embed_file(self, path: Any, layers: str = "last", **kwargs: Any) -> Any:
-        """File-level embedding, the mean of the window embeddings, ``[dim]`` float32 numpy.
-
-        See :func:`musictag.inference.embed_file` (``hop``, ``crops``, ``batch_size``).
-        """
-        from .inference import embed_file
-
-        return embed_file(self, path, layers=layers, **kwargs)
-
     def _crop_logits(self, crops: torch.Tensor) -> torch.Tensor:
         b, k, n = crops.shape
         flat = crops.reshape(b * k, n)

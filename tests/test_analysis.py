@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from musictag.analysis import (
-    ExcitationRecorder,
-    collect_excitations,
-    plot_excitations,
-    se_layers,
-)
+from musictag.analysis import ExcitationRecorder, collect_excitations, se_layers
 from musictag.commands import main
 from musictag.data.shards import AudioItem, write_shards
 from musictag.models import create_model
+from musictag.plots import plot_excitations
 from musictag.tta import extract_crops
 
 from .test_inference import PNG, noise_file, save_checkpoint, tiny_crnn

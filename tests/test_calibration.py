@@ -19,7 +19,8 @@ from musictag.calibration import (
 )
 from musictag.commands import main
 from musictag.data.shards import AudioItem, write_shards
-from musictag.inference import select_tags, tag_file
+from musictag.inference import tag_file
+from musictag.results import select_tags
 from tests.test_inference import SR, noise_file, save_checkpoint, tiny_crnn
 
 

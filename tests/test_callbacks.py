@@ -11,7 +11,8 @@ import torch
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
-from musictag.callbacks import ExactResume, StagedLRDecay, TagPlots, log_figure
+from musictag.callbacks import ExactResume, StagedLRDecay, log_figure
+from musictag.plots import pr_curves, tags_over_time
 
 
 def fake_trainer(loggers, tmp_path, rank_zero=True):
@@ -25,22 +26,21 @@ def fake_trainer(loggers, tmp_path, rank_zero=True):
 
 
 def figures():
-    plots = TagPlots(n_best=2, n_worst=2, n_track_tags=3)
     scores = torch.tensor([[0.9, 0.2, 0.6, 0.1], [0.8, 0.5, 0.5, 0.3], [0.1, 0.6, 0.4, 0.2]])
     target = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 1, 0]])
     tags = ["rock", "jazz", "pop", "noise"]
     pr = Figure()
-    assert plots.pr_curves(pr, scores, target, tags)
+    assert pr_curves(pr, scores, target, tags, n_best=2, n_worst=2)
     assert [ax.get_title() for ax in pr.axes] == ["best tags (AP)", "worst tags (AP)"]
     legend = [t.get_text() for t in pr.axes[0].get_legend().get_texts()]
     assert legend == ["rock (1.00)", "pop (0.83)"]  # 'noise' has no positive track: left out
     assert [t.get_text() for t in pr.axes[1].get_legend().get_texts()] == ["jazz (0.50)"]
     over_time = Figure()
     per_crop = torch.tensor([[0.9, 0.1, 0.2, 0.05], [0.7, 0.3, 0.1, 0.05]])  # [K=2, n_tags]
-    plots.tags_over_time(over_time, "track7", per_crop, torch.tensor([0, 0, 0, 1]), tags)
+    tags_over_time(over_time, "track7", per_crop, torch.tensor([0, 0, 0, 1]), tags, n_tags=3)
     labels = [t.get_text() for t in over_time.axes[0].get_yticklabels()]
     assert labels == ["rock", "jazz", "pop", "noise *"]  # top 3, and the true tag anyway
-    assert not plots.pr_curves(Figure(), scores, torch.zeros_like(target), tags)
+    assert not pr_curves(Figure(), scores, torch.zeros_like(target), tags, n_best=2, n_worst=2)
     return pr, over_time
 
 

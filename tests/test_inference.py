@@ -13,23 +13,15 @@ import soundfile as sf
 import soxr
 import torch
 
-from musictag.audio import AudioReadError, load_audio
+from musictag.audio import AudioReadError, load_audio, stream_audio
 from musictag.commands import main
-from musictag.inference import (
-    Inference,
-    TagResult,
-    WindowScores,
-    collect_audio_files,
-    embed_file,
-    plot_tag_activation,
-    select_tags,
-    sliding_windows,
-    stream_audio,
-    tag_file,
-    window_starts,
-)
+from musictag.inference import Inference, tag_file
+from musictag.inputs import collect_audio_files
+from musictag.plots import plot_tag_activation
 from musictag.presets import CRNNTagger
-from musictag.tta import extract_crops
+from musictag.results import TagResult, WindowScores, select_tags
+from musictag.search import embed_file
+from musictag.tta import extract_crops, sliding_windows, window_starts
 
 SR = 8000
 CROP = 4000
@@ -291,11 +283,11 @@ def test_predict_command_and_tagger_api(tmp_path, capsys, caplog):
         assert (plot.parent / f"act_{stem}.png").read_bytes()[:8] == PNG
     # the Python API gives the same scores
     loaded = CRNNTagger.load_from_checkpoint(ckpt)
-    result = loaded.tag_file(music / "one.wav", top_k=2, hop=2000)
+    result = tag_file(loaded, music / "one.wav", top_k=2, hop=2000)
     assert [t for t, _ in result.labels] == [d["tag"] for d in docs[0]["tags"]]
     assert result.labels[0][1] == pytest.approx(docs[0]["tags"][0]["score"], abs=1e-6)
     np.testing.assert_allclose(
-        loaded.embed_file(music / "one.wav"), embed_file(model, music / "one.wav"), atol=1e-6
+        embed_file(loaded, music / "one.wav"), embed_file(model, music / "one.wav"), atol=1e-6
     )
     # CSV, threshold, file list, output file
     lst = tmp_path / "l.txt"

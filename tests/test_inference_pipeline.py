@@ -142,7 +142,8 @@ def test_a_clip_too_short_for_the_model_is_padded(tmp_path):
     np.testing.assert_array_equal(own.window_scores, padded.window_scores)
 
 
-def test_the_optimised_copy_scores_as_the_model(files):
+def test_the_optimised_copy_scores_as_the_model(files, monkeypatch, tmp_path):
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path))
     model = tiny_crnn()
     fast = Inference(model, hop=1000, batch_size=3, prefetch=0)
     exact = Inference(model, hop=1000, batch_size=3, prefetch=0, optimize=False)
@@ -150,6 +151,16 @@ def test_the_optimised_copy_scores_as_the_model(files):
         if not isinstance(b, Exception):
             np.testing.assert_allclose(a.window_scores, b.window_scores, atol=1e-5, rtol=0)
     assert fast._runner() is not model and exact._runner() is model
+    # the layout (timed once) is cached: every later Inference computes with the same one
+    [entry] = [
+        e
+        for e in json.loads(autotune.tuning_cache_path().read_text()).values()
+        if "channels_last" in e
+    ]
+    again = Inference(model, hop=1000, batch_size=3, prefetch=0)
+    for (_, a), (_, b) in zip(again.iter_files(files), fast.iter_files(files)):
+        if not isinstance(b, Exception):
+            np.testing.assert_array_equal(a.window_scores, b.window_scores)
 
 
 # ---------------------------------------------------------------------------- measured settings
@@ -170,7 +181,7 @@ def test_batch_size_and_threads_are_measured_once_cached_and_overridable(
     assert first.settings.source == "measured" and calls == [CROP]
     assert first.settings.batch_size in (1, 2, 4) and first.settings.threads == 1
     cache = json.loads((tmp_path / "inference-tuning.json").read_text())
-    [entry] = cache.values()
+    [entry] = [e for e in cache.values() if "batch_size" in e]
     assert entry["batch_size"] == first.batch_size and set(entry["rates"]) >= {"b1t1"}
     # the cached choice is used (no new measurement) and gives the same results
     again = Inference(model, hop=1000)

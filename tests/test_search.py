@@ -13,8 +13,7 @@ import torch
 
 from musictag.commands import main
 from musictag.data.shards import AudioItem, write_shards
-from musictag.inference import embed_tracks
-from musictag.search import EmbeddingSet, TrackIndex, faiss_available
+from musictag.search import EmbeddingSet, TrackIndex, embed_tracks, faiss_available
 from musictag.tta import extract_crops
 
 from .test_inference import SR, noise_file, save_checkpoint, tiny_crnn

@@ -89,7 +89,8 @@ def test_inference_decodes_while_the_model_runs(tmp_path):
     modes alike; decoding in turn takes about twice as long as decoding ahead."""
     import torch
 
-    from musictag.inference import Inference, stream_audio
+    from musictag.audio import stream_audio
+    from musictag.inference import Inference
     from tests.test_inference import tiny_crnn
 
     codec = _lossy_format()

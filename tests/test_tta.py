@@ -1,7 +1,8 @@
-"""Crop extraction and aggregation."""
+"""Crop extraction, window cutting and aggregation."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,16 @@ def test_extract_crops_pads_short_tracks():
     assert torch.equal(crops[1], w[2:6])
     short = extract_crops(w[:3], 5, 2)
     assert short.shape == (2, 5) and torch.equal(short[0], torch.tensor([1.0, 2, 3, 0, 0]))
+
+
+def test_extract_crops_of_arrays_and_of_a_track_beginning():
+    w = np.arange(1, 104, dtype=np.float32)
+    crops = extract_crops(w, 20, 16)
+    assert isinstance(crops, np.ndarray) and crops.shape == (16, 20) and crops.dtype == np.float32
+    assert np.array_equal(crops, extract_crops(torch.from_numpy(w), 20, 16).numpy())
+    # the data module decodes a track only up to the end of its last crop
+    assert np.array_equal(extract_crops(w[:95], 20, 16, num_samples=103), crops)
+    assert np.array_equal(extract_crops(w[:3], 5, 2, num_samples=3)[1], [1, 2, 3, 0, 0])
 
 
 def test_aggregate_mean_and_max():

@@ -50,9 +50,9 @@ from musictag.data.shards import (
     shard_urls,
 )
 from musictag.data.vocab import TagVocab
-from musictag.tta import eval_crop_starts
+from musictag.tta import eval_crop_starts, extract_crops
 
-__all__ = ["ReadReport", "SkippedTrack", "TagDataModule", "eval_crop_starts"]
+__all__ = ["ReadReport", "SkippedTrack", "TagDataModule"]
 
 log = logging.getLogger(__name__)
 
@@ -407,12 +407,11 @@ class _TrackStream(IterableDataset):
         crop = self.crop_samples
         if self.training:
             start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
-            audio = _pad(decode_audio(audio_bytes, start, crop), crop)
+            audio = extract_crops(decode_audio(audio_bytes, start, crop), crop, 1)[0]  # padded
         else:
-            starts = eval_crop_starts(n, crop, self.eval_crops)
-            full = decode_audio(audio_bytes, 0, min(n, starts[-1] + crop))
-            full = _pad(full, starts[-1] + crop)
-            audio = full[np.asarray(starts)[:, None] + np.arange(crop)]
+            end = eval_crop_starts(n, crop, self.eval_crops)[-1] + crop  # decode no further
+            beginning = decode_audio(audio_bytes, 0, min(n, end))
+            audio = extract_crops(beginning, crop, self.eval_crops, num_samples=n)
         # numpy until the batch is collated (see _collate)
         return {
             "audio": np.ascontiguousarray(audio, dtype=np.float32),
@@ -428,13 +427,6 @@ class _WrongSampleRate(ValueError):
 def _reason(e: BaseException) -> str:
     text = str(e) if isinstance(e, ValueError) and str(e) else f"{type(e).__name__}: {e}"
     return " ".join(text.split())
-
-
-def _pad(x: np.ndarray, length: int) -> np.ndarray:
-    """Zero-pad ``x`` at the end to ``length`` samples."""
-    if len(x) >= length:
-        return x[:length]
-    return np.concatenate([x, np.zeros(length - len(x), dtype=x.dtype)])
 
 
 class _StreamLoader(DataLoader):

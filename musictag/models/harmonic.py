@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import librosa
 import numpy as np
 import torch
 from torch import nn
@@ -48,8 +47,9 @@ def harmonic_center_frequencies(
         ``(f0, level)``: float32 array ``[n_harmonic * level]`` in Hz, and the number of pitches.
         For the defaults ``level = 128`` (C1 = MIDI 24 to E6 = MIDI 88) and ``f0[0] = 32.703 Hz``.
     """
-    low_midi = int(librosa.note_to_midi("C1"))
-    high_midi = int(librosa.note_to_midi(librosa.hz_to_note(sample_rate / (2 * n_harmonic))))
+    low_midi = 24  # C1
+    # the nearest note, as librosa.hz_to_note rounds it
+    high_midi = int(np.round(12 * np.log2(sample_rate / (2 * n_harmonic) / 440.0) + 69))
     level = (high_midi - low_midi) * semitone_scale
     if level <= 0:
         raise ValueError(

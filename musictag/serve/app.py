@@ -33,7 +33,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..audio import AudioReadError
-from ..inference import Inference, WindowScores
+from ..inference import Inference
+from ..results import WindowScores
 
 if TYPE_CHECKING:
     from ..search import TrackIndex

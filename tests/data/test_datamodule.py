@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import soundfile as sf
 import torch
 
-from musictag.data.datamodule import TagDataModule, eval_crop_starts
+from musictag.data.datamodule import TagDataModule
 from musictag.data.shards import (
     AudioItem,
     decode_audio,
@@ -21,6 +21,7 @@ from musictag.data.shards import (
     shard_urls,
     write_shards,
 )
+from musictag.tta import eval_crop_starts
 
 SR = 8000
 CROP = 4000

@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ...audio import AUDIO_EXTENSIONS
 from ..shards import AudioItem, ShardWriteReport, write_shards
 from .common import SPLITS, check_audio_files, check_columns, resolve_audio, stratified_split
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
     "SPLIT_ALIASES",
     "MappedFile",
     "folder_labels",
@@ -41,8 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff")
-"""Extensions collected by default (matched case-insensitively)."""
 
 SPLIT_ALIASES: dict[str, str] = {
     "train": "train",
