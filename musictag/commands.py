@@ -738,8 +738,8 @@ def _add_speed(p: argparse.ArgumentParser) -> None:
         "--prefetch",
         type=int,
         default=None,
-        help="files decoded ahead on background threads; 0: decode in turn (default: 2, up to "
-        "4 with a GPU)",
+        help="files decoded ahead on background threads; 0: decode in turn (default: cores - 1, "
+        "at most 2 on CPU, 4 with a GPU)",
     )
     g.add_argument(
         "--pad-short",

@@ -76,14 +76,11 @@ class _Track:
 
 
 def default_prefetch(device: torch.device) -> int:
-    """Decoding threads to run beside the model: 2 beside a CPU model (on 2 cores, decoding
-    then uses both cores while the model waits for windows: 12 % faster than one thread for the
-    FCN, docs/benchmarks.md), up to 4 beside a GPU; none on a single core. soundfile and soxr
-    release the GIL, so these threads decode in parallel with the model and with each other."""
-    cores = available_cores()
-    if cores < 2:
-        return 0
-    return 2 if device.type == "cpu" else min(4, cores - 1)
+    """Decoding threads to run beside the model: on a CPU, all cores but one, at most 2 (the
+    model's threads keep the rest); up to 4 beside a GPU; none on a single core. soundfile and
+    soxr release the GIL, so these threads decode in parallel with the model and each other."""
+    spare = available_cores() - 1
+    return max(0, min(2 if device.type == "cpu" else 4, spare))
 
 
 class Inference:
