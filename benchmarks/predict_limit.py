@@ -250,7 +250,9 @@ def main() -> None:
             print(f"  {mode}: {times[mode][-1]:.1f} s (load {common.load()})")
     tuning = json.loads((cache / "inference-tuning.json").read_text())
     chosen = [
-        {k: v for k, v in e.items() if k in ("batch_size", "threads")} for e in tuning.values() if "batch_size" in e
+        {k: v for k, v in e.items() if k in ("batch_size", "threads")}
+        for e in tuning.values()
+        if "batch_size" in e
     ]
 
     before, after = scores_of(outs["before"]), scores_of(outs["after"])

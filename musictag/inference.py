@@ -584,7 +584,9 @@ def _reading(
 def _is_channels_last(model: torch.nn.Module) -> bool:
     """Whether the model's 4-d (2D-convolution) weights are in the channels_last layout."""
     return any(
-        p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+        p.dim() == 4
+        and not p.is_contiguous()
+        and p.is_contiguous(memory_format=torch.channels_last)
         for p in model.parameters()
     )
 
