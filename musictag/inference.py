@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -434,24 +435,9 @@ class Inference:
             return self._forward(torch.nn.functional.pad(x, (0, self.window - x.shape[1])))
 
     def _runner(self) -> Tagger:
-        """The model the forward passes run: the optimised copy (made once), or the model."""
+        """The model the forward passes run: the optimised copy, or the model."""
         if self._net is None:
-            self._net = self.model
-            if self.optimize:
-                gen = torch.Generator().manual_seed(0)
-                example = (0.1 * torch.randn(1, self.window, generator=gen)).to(self.device)
-                # channels_last is chosen by timing: once per model and device, then cached, so
-                # that every run (and every Inference) computes with the same layout
-                key = cache_key(self.model, self.window, self.device, "channels_last")
-                entry = cached_entry(key) or {}
-                layout = entry.get("channels_last")
-                try:
-                    self._net = optimize_for_inference(self.model, example, channels_last=layout)
-                except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
-                    log.warning("running %s unoptimised: %s", type(self.model).__name__, e)
-                    return self._net
-                if not isinstance(layout, bool):
-                    store_entry(key, {"channels_last": _is_channels_last(self._net)})
+            self._net = _optimized(self.model, self.window) if self.optimize else self.model
         return self._net
 
     def _forward(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
@@ -579,6 +565,41 @@ def _reading(
         yield from make_windows(track)
     except (AudioReadError, ValueError) as e:
         track.error = e if isinstance(e, AudioReadError) else AudioReadError(f"{track.source}: {e}")
+
+
+_OPTIMIZED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_OPTIMIZED_LOCK = threading.Lock()
+
+
+def _optimized(model: Tagger, window: int) -> Tagger:
+    """The checked optimised copy of ``model`` (:func:`~musictag.optimize.optimize_for_inference`),
+    or ``model`` itself if it cannot be made.
+
+    One copy per model is kept while the model lives and its parameters are unchanged (same
+    storage, no in-place update since), so that a server making an ``Inference`` per request
+    does not optimise again each time. channels_last is chosen by timing once per model and
+    device, then cached (:mod:`musictag.autotune`), so that every run computes alike.
+    """
+    stamp = tuple((p.data_ptr(), p._version, p.device) for p in model.parameters())
+    with _OPTIMIZED_LOCK:
+        known = _OPTIMIZED.get(model)
+        if known is not None and known[0] == stamp:
+            return known[1] or model
+        device = next(model.parameters()).device
+        key = cache_key(model, window, device, "channels_last")
+        layout = (cached_entry(key) or {}).get("channels_last")
+        gen = torch.Generator().manual_seed(0)
+        example = (0.1 * torch.randn(1, window, generator=gen)).to(device)
+        try:
+            net = optimize_for_inference(model, example, channels_last=layout)
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
+            log.warning("running %s unoptimised: %s", type(model).__name__, e)
+            net = None  # not the model itself: the entry must not keep its key alive
+        else:
+            if not isinstance(layout, bool):
+                store_entry(key, {"channels_last": _is_channels_last(net)})
+        _OPTIMIZED[model] = (stamp, net)
+        return net or model
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:

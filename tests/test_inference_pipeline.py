@@ -161,6 +161,14 @@ def test_the_optimised_copy_scores_as_the_model(files, monkeypatch, tmp_path):
     for (_, a), (_, b) in zip(again.iter_files(files), fast.iter_files(files)):
         if not isinstance(b, Exception):
             np.testing.assert_array_equal(a.window_scores, b.window_scores)
+    # one copy per model while its weights stay as they are (a server makes an Inference per
+    # request); changed weights make a new one
+    assert Inference(model)._runner() is fast._runner()
+    with torch.no_grad():
+        model.head.fc.bias.add_(0.5)
+    changed = Inference(model)._runner()
+    assert changed is not fast._runner()
+    torch.testing.assert_close(changed.head.fc.bias, model.head.fc.bias)
 
 
 # ---------------------------------------------------------------------------- measured settings
