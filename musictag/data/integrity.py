@@ -1,8 +1,9 @@
 """Checking shards against the checksums written with them: per sample, and a whole shard set.
 
 Every sample written by :func:`~musictag.data.shards.write_shards` carries a
-``{key}.checksums.json`` member with the CRC-32 of its audio and JSON members, and the manifest
-holds the SHA-256 of every shard. :func:`check_sample` is what readers call on each sample;
+``{key}.checksums.json`` member with a digest of every 64-KiB block of its audio and JSON
+members, and the manifest holds the SHA-256 of every shard.
+:func:`~musictag.data.shards.check_sample` is what readers call on each sample;
 :func:`verify_shards` (``musictag verify``) checks everything: shards present, their hashes, every
 member's checksum, that every audio member decodes, and the sample counts of the manifest.
 Shards written before checksums existed are read unverified, and said to be.
@@ -22,13 +23,12 @@ import soundfile as sf
 
 from .shards import (
     AUDIO_FORMATS,
-    CHECKSUMS_EXT,
     PARTS_DIR,
     SHARD_HASH,
-    TarMember,
+    DamagedSampleError,
+    check_sample,
     decode_audio,
     load_manifest,
-    member_checksum,
     read_shard,
 )
 
@@ -47,10 +47,6 @@ _AUDIO_EXTS = tuple(AUDIO_FORMATS.values())
 # what reading a damaged sample can raise: our own ValueErrors (bad JSON, a damaged header),
 # libsndfile's errors, a short read
 DECODE_ERRORS = (ValueError, KeyError, TypeError, RuntimeError, OSError, sf.LibsndfileError)
-
-
-class DamagedSampleError(ValueError):
-    """A sample whose members do not match their checksums, or lack one (says which)."""
 
 
 @dataclass(frozen=True)
@@ -101,53 +97,6 @@ class VerifyReport:
     def damaged_keys(self) -> set[tuple[str, str]]:
         """``(shard, key)`` of every track with a problem."""
         return {(p.shard, p.key) for p in self.problems if p.key != "-"}
-
-
-def _bytes(member: bytes | TarMember) -> bytes:
-    return member.read_all() if isinstance(member, TarMember) else bytes(member)
-
-
-def check_sample(sample: Mapping[str, Any], required: bool = False) -> bool:
-    """Check a sample's members against its ``{key}.checksums.json`` record.
-
-    Args:
-        sample: A sample as :func:`~musictag.data.shards.read_shard` (or webdataset) yields it:
-            ``{"__key__": ..., ext: bytes | TarMember, ...}``.
-        required: The shard was written with checksums, so a sample without a record (its
-            header lost to damage) is damaged, not unverified.
-
-    Returns:
-        ``True`` when verified; ``False`` when the sample has no record and none is required.
-
-    Raises:
-        DamagedSampleError: naming the member and the problem.
-    """
-    record = sample.get(CHECKSUMS_EXT)
-    audio_present = any(e in sample for e in _AUDIO_EXTS)
-    if record is None:
-        if required:
-            missing = [] if audio_present else ["audio"]
-            missing += [] if "json" in sample else ["json"]
-            raise DamagedSampleError(
-                "its checksum record is missing"
-                + (f", and so is its {' and '.join(missing)} member" if missing else "")
-                + " (a damaged tar header)"
-            )
-        return False
-    try:
-        sums = json.loads(_bytes(record))["crc32"]
-        if not isinstance(sums, dict) or not sums:
-            raise ValueError("no crc32 entries")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise DamagedSampleError(f"its checksum record is damaged ({e})") from None
-    if not audio_present:
-        raise DamagedSampleError("its audio member is missing (a damaged tar header)")
-    for ext, expected in sums.items():
-        if ext not in sample:
-            raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
-        if member_checksum(_bytes(sample[ext])) != expected:
-            raise DamagedSampleError(f"checksum mismatch in its .{ext} member")
-    return True
 
 
 def read_shard_tolerant(path: str | Path, damage: list[str], **kwargs: Any) -> Iterator[dict]:
@@ -220,7 +169,7 @@ def _shard_problems(root: Path, name: str, expected_count: int, digest: str | No
         key = str(sample["__key__"])
         seen.append(key)
         try:
-            check_sample(sample, required=digest is not None)
+            check_sample(sample, required=digest is not None, full=True)
             audio = next(sample[e] for e in _AUDIO_EXTS if e in sample)
             decode_audio(audio)
         except StopIteration:
