@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import os
 import random
-import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,20 +32,19 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from musictag.data.integrity import (
-    DECODE_ERRORS,
-    checksummed_shards,
-    read_shard_tolerant,
-)
 from musictag.data.shards import (
-    AUDIO_FORMATS,
-    CHECKSUMS_EXT,
-    TarMember,
+    AUDIO_EXTS,
+    DECODE_ERRORS,
     audio_info,
+    audio_member,
     check_sample,
+    checksummed_shards,
     decode_audio,
     decode_json,
+    is_url,
     load_manifest,
+    read_shard,
+    sample_member,
     shard_urls,
 )
 from musictag.data.vocab import TagVocab
@@ -57,10 +55,8 @@ __all__ = ["ReadReport", "SkippedTrack", "TagDataModule", "eval_crop_starts"]
 log = logging.getLogger(__name__)
 
 _VAL_SPLITS = ("val", "valid", "validation")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # pipe:, http://, s3://, file: (not C:\)
 _SEED_MASK = (1 << 63) - 1
-_AUDIO_EXTS = tuple(AUDIO_FORMATS.values())  # "flac" (audio_format flac), "wav" (pcm16)
-_MEMBERS = tuple(f".{ext}" for ext in (*_AUDIO_EXTS, "json"))  # .checksums.json ends so too
+_MEMBERS = tuple(f".{ext}" for ext in (*AUDIO_EXTS, "json"))  # .checksums.json ends so too
 _SKIPPED = "__skipped__"
 _POSITION = "__position__"  # of a sample in its local shard  # key of the skip notices a delivered sample carries to the main process
 
@@ -115,10 +111,6 @@ class ReadReport:
         return self.n_skipped
 
 
-def _is_url(s: str) -> bool:
-    return bool(_URL.match(s))
-
-
 def _expand_patterns(patterns: str | Sequence[str], base: Path | None) -> list[str]:
     """Expand shard patterns: brace ranges, globs (sorted), relative paths, URLs.
 
@@ -132,7 +124,7 @@ def _expand_patterns(patterns: str | Sequence[str], base: Path | None) -> list[s
     for pattern in patterns:
         # expand_urls: '::' separated lists, ${WDS_*} variables and {a..b} ranges, as webdataset
         for item in wds.shardlists.expand_urls(str(pattern)):
-            if _is_url(item):
+            if is_url(item):
                 urls.append(item)
                 continue
             path = Path(item).expanduser()
@@ -163,35 +155,17 @@ def _wanted_member(name: str) -> bool:
     return name.endswith(_MEMBERS)
 
 
-def _member(sample: dict[str, Any], *exts: str) -> bytes | TarMember:
-    """The first member with one of these extensions (``.flac`` or ``.wav`` for the audio)."""
-    for ext in exts:
-        if ext in sample:
-            return sample[ext]
-    for ext in exts:
-        for k, v in sample.items():  # keys holding dots give suffixes like "part2.flac"
-            if k.endswith("." + ext) and k != CHECKSUMS_EXT:
-                return v
-    raise ValueError(
-        f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r} has no "
-        f"{' or '.join('.' + e for e in exts)} member"
-    )
-
-
 def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-    """Samples of each shard: local tars by seeking (audio read lazily), URLs by webdataset.
+    """Samples of each shard: local tars by seeking (audio read lazily), streams by webdataset.
 
     Damage to a shard itself (a damaged tar header, a shard gone) comes out as a sample holding
     only ``_SKIPPED``, so that it is reported like a damaged track and the pass goes on.
     """
     for source in sources:
         url = source["url"]
-        if _is_url(url):
-            yield from wds.tarfile_samples([source], select_files=_wanted_member)
-            continue
         damage: list[str] = []
         # A random crop then reads only its own bytes (pcm16) or FLAC frames.
-        samples = read_shard_tolerant(url, damage, select=_wanted_member, lazy=_AUDIO_EXTS)
+        samples = read_shard(url, select=_wanted_member, lazy=AUDIO_EXTS, on_damage=damage.append)
         for position, sample in enumerate(samples):
             sample[_POSITION] = position
             while damage:
@@ -396,11 +370,11 @@ class _TrackStream(IterableDataset):
     def _item(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
         if self.verify:
             self._check_once(sample)
-        meta = decode_json(_member(sample, "json"))
+        meta = decode_json(sample_member(sample, "json"))
         target = self.vocab.encode(meta.get("tags", []))
         if self.drop_untagged and not target.any():
             return None
-        audio_bytes = _member(sample, *_AUDIO_EXTS)
+        audio_bytes = audio_member(sample)
         key = str(meta.get("key", sample["__key__"]))
         n, sr = audio_info(audio_bytes)
         if sr != self.sample_rate:

@@ -13,40 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
 from .shards import (
-    AUDIO_FORMATS,
-    PARTS_DIR,
-    SHARD_HASH,
+    DECODE_ERRORS,
     DamagedSampleError,
+    audio_member,
     check_sample,
     decode_audio,
     load_manifest,
     read_shard,
 )
+from .shards.format import PARTS_DIR, SHARD_HASH
 
-__all__ = [
-    "DECODE_ERRORS",
-    "DamagedSampleError",
-    "Problem",
-    "VerifyReport",
-    "check_sample",
-    "checksummed_shards",
-    "read_shard_tolerant",
-    "verify_shards",
-]
-
-_AUDIO_EXTS = tuple(AUDIO_FORMATS.values())
-# what reading a damaged sample can raise: our own ValueErrors (bad JSON, a damaged header),
-# libsndfile's errors, a short read
-DECODE_ERRORS = (ValueError, KeyError, TypeError, RuntimeError, OSError, sf.LibsndfileError)
+__all__ = ["Problem", "VerifyReport", "verify_shards"]
 
 
 @dataclass(frozen=True)
@@ -99,46 +82,6 @@ class VerifyReport:
         return {(p.shard, p.key) for p in self.problems if p.key != "-"}
 
 
-def read_shard_tolerant(path: str | Path, damage: list[str], **kwargs: Any) -> Iterator[dict]:
-    """:func:`~musictag.data.shards.read_shard` that never raises for damage.
-
-    A damaged tar header is appended to ``damage`` and reading resumes at the next intact one;
-    a shard that is gone or unreadable from some point on is appended too, and ends the samples.
-
-    Args:
-        path: A local tar file.
-        damage: Receives one line per problem (the caller reports them).
-        **kwargs: ``select`` and ``lazy`` of ``read_shard``.
-
-    Yields:
-        The samples that could be read.
-    """
-    samples = read_shard(path, on_damage=damage.append, **kwargs)
-    while True:
-        try:
-            sample = next(samples)
-        except StopIteration:
-            return
-        except DECODE_ERRORS as e:
-            damage.append(
-                "unreadable from here on: " + " ".join(f"{type(e).__name__}: {e}".split())
-            )
-            return
-        yield sample
-
-
-def checksummed_shards(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """``{absolute shard path: SHA-256}`` of the manifest's shards written with checksums."""
-    root = Path(manifest["_dir"])
-    out = {}
-    for split in manifest["splits"].values():
-        hashes = split.get(f"shard_{SHARD_HASH}") or [None] * len(split["shards"])
-        for name, digest in zip(split["shards"], hashes, strict=True):
-            if digest:
-                out[os.path.realpath(root / name)] = digest
-    return out
-
-
 def _file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -165,15 +108,12 @@ def _shard_problems(root: Path, name: str, expected_count: int, digest: str | No
         yield Problem(name, "-", f"shard {SHARD_HASH} mismatch: the file differs from when written")
     damage: list[str] = []
     seen: list[str] = []
-    for sample in read_shard_tolerant(path, damage):
+    for sample in read_shard(path, on_damage=damage.append):
         key = str(sample["__key__"])
         seen.append(key)
         try:
             check_sample(sample, required=digest is not None, full=True)
-            audio = next(sample[e] for e in _AUDIO_EXTS if e in sample)
-            decode_audio(audio)
-        except StopIteration:
-            yield Problem(name, key, "no audio member")
+            decode_audio(audio_member(sample))
         except DECODE_ERRORS as e:
             yield Problem(name, key, _what(e))
     for d in damage:

@@ -18,9 +18,11 @@ import xxhash
 
 from musictag import CRNNTagger, TagDataModule
 from musictag.commands import main as musictag
-from musictag.data.integrity import DamagedSampleError, check_sample, verify_shards
+from musictag.data.integrity import verify_shards
 from musictag.data.shards import (
     AudioItem,
+    DamagedSampleError,
+    check_sample,
     checksum_record,
     decode_audio,
     load_manifest,
