@@ -24,6 +24,7 @@ epoch start are counted). Bytes on disk are what each pipeline needs besides the
     python benchmarks/input_pipeline.py     # 128 files: ~3 min (+ ~5 min once, writing the corpus)
     python benchmarks/input_pipeline.py --n-files 32 --epochs 2 --workers 0
     python benchmarks/input_pipeline.py --checksum-cost   # (c) with and without checksum checks
+    python benchmarks/input_pipeline.py --tar-headers     # the reader's tar headers vs tarfile
 
 ``--checksum-cost`` times only (c), unchecked and with checksum records of several kinds
 (whole-member CRC-32 as before version 2, 64-KiB CRC-32 blocks, 16- and 64-KiB xxh3 blocks),
@@ -58,8 +59,6 @@ except ImportError:  # run as a file: python benchmarks/input_pipeline.py
 from musictag.audio import load_audio
 from musictag.data.datamodule import TagDataModule
 from musictag.data.shards import (
-    BLOCK_HASH,
-    CHECKSUM_BLOCK,
     CHECKSUMS_EXT,
     AudioItem,
     checksum_record,
@@ -67,6 +66,8 @@ from musictag.data.shards import (
     member_checksum,
     write_shards,
 )
+from musictag.data.shards.format import BLOCK_HASH, CHECKSUM_BLOCK
+from musictag.data.shards.reader import _tar_members
 from musictag.data.vocab import TagVocab
 from musictag.frontend import LogMelFrontend
 
@@ -345,6 +346,37 @@ def checksum_cost(data: dict[str, Any], workers: int, epochs: int, repeats: int)
     return rows
 
 
+def tar_header_cost(shards: Path, repeats: int) -> list[list]:
+    """Rows ``[parser, µs per member]``: the reader's header parser against ``tarfile``.
+
+    Both list every member's name, data offset and size, over the same shards, interleaved in
+    this process; the best of ``repeats`` rounds is kept.
+    """
+    urls = sorted(shards.glob("*.tar"))
+
+    def ours() -> int:
+        n = 0
+        for url in urls:
+            with open(url, "rb") as fh:
+                n += sum(1 for _ in _tar_members(fh, str(url)))
+        return n
+
+    def with_tarfile() -> int:
+        n = 0
+        for url in urls:
+            with tarfile.open(url) as tar:
+                n += sum(1 for m in tar if m.isreg() and (m.name, m.offset_data, m.size))
+        return n
+
+    best = {"musictag reader": float("inf"), "tarfile": float("inf")}
+    for _ in range(repeats):
+        for name, run in (("musictag reader", ours), ("tarfile", with_tarfile)):
+            start = time.perf_counter()
+            n = run()
+            best[name] = min(best[name], (time.perf_counter() - start) / n * 1e6)
+    return [[name, us] for name, us in best.items()]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-files", type=int, default=128)
@@ -357,9 +389,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--checksum-cost", action="store_true", help="only (c), checksum checks on and off"
     )
+    parser.add_argument(
+        "--tar-headers", action="store_true", help="only the tar header parser against tarfile"
+    )
     args = parser.parse_args(argv)
 
     data = prepare(args.work, args.n_files, args.seconds)
+    if args.tar_headers:
+        print(common.machine())
+        rows = tar_header_cost(data["pcm16"], 10 * args.repeats)
+        print(common.table(["tar headers", "µs per member"], rows))
+        print(f"load average after: {common.load()}")
+        return
     if args.checksum_cost:
         print(common.machine())
         rows = [r for w in args.workers for r in checksum_cost(data, w, args.epochs, args.repeats)]
