@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from musictag.data.shards import (
     AUDIO_EXTS,
+    COMPLETE,
     DECODE_ERRORS,
     audio_info,
     audio_member,
@@ -399,7 +400,8 @@ class _TrackStream(IterableDataset):
         }
 
 
-_LEDGER_WORDS = 4  # 256 blocks of 64 KiB: 8.5 min of 16-kHz pcm16, longer in FLAC
+_LEDGER_WORDS = 4  # 255 blocks of 64 KiB (8.5 min of 16-kHz pcm16, longer in FLAC) ...
+_LEDGER_BITS = 64 * _LEDGER_WORDS - 1  # ... and a bit for COMPLETE
 
 
 class _SharedBlocks:
@@ -415,13 +417,15 @@ class _SharedBlocks:
         self.base = base
 
     def __contains__(self, block: int) -> bool:
-        word = block >> 6
-        return word < _LEDGER_WORDS and bool(self.words[self.base + word] >> (block & 63) & 1)
+        block = _LEDGER_BITS if block == COMPLETE else block
+        return block <= _LEDGER_BITS and bool(
+            self.words[self.base + (block >> 6)] >> (block & 63) & 1
+        )
 
     def add(self, block: int) -> None:
-        word = block >> 6
-        if word < _LEDGER_WORDS:
-            self.words[self.base + word] |= 1 << (block & 63)
+        block = _LEDGER_BITS if block == COMPLETE else block
+        if block <= _LEDGER_BITS:
+            self.words[self.base + (block >> 6)] |= 1 << (block & 63)
 
 
 class _WrongSampleRate(ValueError):

@@ -18,6 +18,7 @@ from .format import (
     shard_urls,
 )
 from .reader import (
+    COMPLETE,
     DECODE_ERRORS,
     DamagedSampleError,
     TarMember,
@@ -38,6 +39,7 @@ __all__ = [
     "AUDIO_FORMATS",
     "BLOCK_HASHES",
     "CHECKSUMS_EXT",
+    "COMPLETE",
     "DECODE_ERRORS",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import struct
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from .format import (
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "COMPLETE",
     "DECODE_ERRORS",
     "DamagedSampleError",
     "TarMember",
@@ -70,6 +72,12 @@ class DamagedSampleError(ValueError):
     """A sample whose members do not match their checksums, or lack one (says which)."""
 
 
+# the block index that marks a member whose every block is checked (in check_sample's `done`)
+COMPLETE = -1
+_SPAN = threading.local()  # a read buffer per thread (_BlockCheck.read)
+_DIGEST_WIDTH = {name: len(digest(b"")) for name, digest in BLOCK_HASHES.items()}
+
+
 class _BlockCheck:
     """Checks the blocks of one member against its record as they are read, each block once.
 
@@ -83,7 +91,7 @@ class _BlockCheck:
         self.ext = ext
         self.digests = digests
         self.digest = BLOCK_HASHES[hash_name]
-        self.width = len(self.digest(b""))
+        self.width = _DIGEST_WIDTH[hash_name]
         self.block_size = block_size
         self.done = done
 
@@ -101,6 +109,8 @@ class _BlockCheck:
                     f"{i * bs + len(view[at : at + bs])})"
                 )
             self.done.add(i)
+        if self.done and all(i in self.done for i in range(self.n_blocks())):
+            self.done.add(COMPLETE)
 
     def read(self, member: TarMember, start: int, length: int) -> bytes:
         """``length`` bytes from ``start`` of ``member``, having checked the blocks they touch."""
@@ -110,9 +120,17 @@ class _BlockCheck:
         if not todo:
             return member.raw(start, length)
         base = first * bs
-        data = member.raw(base, min((last + 1) * bs, member.size) - base)
-        self.verify(data, first, todo)
-        return data[start - base : start - base + length]
+        # read into a buffer kept for the next read: a fresh one per crop costs more page
+        # faults than the hashing
+        span = min((last + 1) * bs, member.size) - base
+        buffer = getattr(_SPAN, "buffer", b"")
+        if len(buffer) < span:
+            buffer = _SPAN.buffer = bytearray(max(span, 4 * bs))
+        member.file.seek(member.offset + base)
+        view = memoryview(buffer)[:span]
+        view = view[: member.file.readinto(view) or 0]
+        self.verify(view, first, todo)
+        return bytes(view[start - base : start - base + length])
 
 
 class TarMember:
@@ -559,8 +577,9 @@ def check_sample(
         required: The shard was written with checksums, so a sample without a record (its
             header lost to damage) is damaged, not unverified.
         done: Where the audio member's checked blocks are recorded (``in`` and ``add``), when
-            it should outlive this read: blocks found in it are not checked again. A version-1
-            sample counts as block 0.
+            it should outlive this read: blocks found in it are not checked again. Once every
+            block is, :data:`COMPLETE` is added, and the sample is not checked again (a
+            version-1 sample, checked whole, gets it at once).
         full: Check every block now, not as they are read (``musictag verify``).
 
     Returns:
@@ -571,7 +590,7 @@ def check_sample(
         DamagedSampleError: naming the member and the problem.
     """
     record = sample.get(CHECKSUMS_EXT)
-    audio_present = any(e in sample for e in AUDIO_EXTS)
+    audio_present = AUDIO_EXTS[0] in sample or any(e in sample for e in AUDIO_EXTS)
     if record is None:
         if required:
             missing = [] if audio_present else ["audio"]
@@ -582,6 +601,8 @@ def check_sample(
                 + " (a damaged tar header)"
             )
         return False
+    if done is not None and COMPLETE in done:  # every block checked by this reader already
+        return True
     try:
         fields = json.loads(_bytes(record))
         if "crc32" in fields:  # version 1
@@ -598,15 +619,13 @@ def check_sample(
     if not audio_present:
         raise DamagedSampleError("its audio member is missing (a damaged tar header)")
     if block_size == 0:
-        if done is not None and 0 in done:
-            return True
         for ext, expected in sums.items():
             if ext not in sample:
                 raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
             if member_checksum(_bytes(sample[ext])) != expected:
                 raise DamagedSampleError(f"checksum mismatch in its .{ext} member")
         if done is not None:
-            done.add(0)
+            done.add(COMPLETE)
         return True
     for ext, digests in sums.items():
         if ext not in sample:
@@ -623,7 +642,7 @@ def check_sample(
             if full:
                 member.read_all()
         else:
-            check.verify(member, 0, [i for i in range(check.n_blocks()) if i not in keep])
+            check.verify(member, 0, range(check.n_blocks()))
     return True
 
 
