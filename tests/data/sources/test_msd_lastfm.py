@@ -79,7 +79,7 @@ def test_plain_pickle_refuses_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.cP"
     evil.write_bytes(f"cos\nsystem\n(S'touch {marker}'\ntR.".encode())
-    with pytest.raises(ValueError, match=r"evil.cP: .*opcode GLOBAL at byte 0 is not allowed"):
+    with pytest.raises(ValueError, match=r"evil.cP: .*global os\.system is not allowed"):
         read_plain_pickle(evil)
     assert not marker.exists()
     obj = tmp_path / "obj.pkl"
@@ -97,6 +97,9 @@ def test_plain_pickle_refuses_code(tmp_path: Path) -> None:
         assert read_plain_pickle(p) == value
     p.write_bytes(pickle.dumps([b"TRA", "TRB"], protocol=4))  # bytes are read as UTF-8
     assert read_plain_pickle(p) == ["TRA", "TRB"]
+    p.write_bytes(pickle.dumps([("TRA", 1.5)], protocol=4))  # no globals, but not a plain list
+    with pytest.raises(ValueError, match="a tuple is not allowed"):
+        read_plain_pickle(p)
 
 
 # ------------------------------------------------------------------ urop2019 lists
