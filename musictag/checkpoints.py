@@ -7,20 +7,10 @@ from typing import Any
 
 import torch
 
+from .presets.registry import tagger_classes
 from .tagger import Tagger
 
 __all__ = ["load_tagger", "save_tagger", "tagger_classes"]
-
-
-def tagger_classes() -> dict[str, type[Tagger]]:
-    """Every known tagger class by name: ``Tagger`` and the registered presets."""
-    from .models.registry import _MODELS, _ensure_presets
-
-    _ensure_presets()
-    classes: dict[str, type[Tagger]] = {"Tagger": Tagger}
-    for entry in _MODELS.values():
-        classes[entry.tagger.__name__] = entry.tagger
-    return classes
 
 
 def save_tagger(model: Tagger, path: str | Path, extra: dict[str, Any] | None = None) -> Path:

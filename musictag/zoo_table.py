@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .models.registry import list_models, model_entry
+from .presets.registry import list_models, model_entry
 
 __all__ = ["zoo_markdown"]
 
@@ -60,7 +60,7 @@ Every architecture is a plain `nn.Module` backbone (`musictag/models/`), a named
 ```python
 from musictag import create_model, list_models
 list_models()                          # every name below
-model = create_model("short_res", n_tags=50, lr=1e-4)
+model = create_model("short_chunk_resnet", n_tags=50, lr=1e-4)
 model = create_model("fcn", n_tags=10, nonlocal_after=["layer3"])   # non-local blocks (Wang et al. 2018)
 ```
 

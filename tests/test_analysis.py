@@ -14,7 +14,7 @@ from musictag.analysis import (
 )
 from musictag.commands import main
 from musictag.data.shards import AudioItem, write_shards
-from musictag.models import create_model
+from musictag import create_model
 from musictag.tta import extract_crops
 
 from .test_inference import PNG, noise_file, save_checkpoint, tiny_crnn

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["HarmonicCNNTagger"]
 
@@ -45,6 +46,9 @@ class HarmonicCNNTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "harmonic_cnn"
+    FRONTEND = "waveform"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -59,30 +63,16 @@ class HarmonicCNNTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            backbone="harmonic_cnn",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="waveform",
-            backbone_kwargs={
-                "n_channels": n_channels,
-                "sample_rate": sample_rate,
-                "n_fft": n_fft,
-                "n_harmonic": n_harmonic,
-                "semitone_scale": semitone_scale,
-                "learn_bw": learn_bw,
-                "hstft_kwargs": dict(frontend_kwargs or {}),
-            },
-            nonlocal_after=nonlocal_after,
-            **kwargs,
-        )
+        args = preset_args(HarmonicCNNTagger, locals())
+        # the harmonic STFT is the backbone's first layer (backbone.hstft, as published)
+        args["backbone_kwargs"]["hstft_kwargs"] = args.pop("frontend_kwargs")
+        super().__init__(**args)
         self.save_preset_hyperparameters()
 
 
 register_model(
     ModelEntry(
-        name="hcnn",
+        name="harmonic_cnn",
         tagger=HarmonicCNNTagger,
         paper="Won et al. 2020, Data-driven harmonic filters for audio representation learning",
         published={
