@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import load_tagger
-from .pretrained import SOTA_CONFIGS, convert_sota, list_pretrained
 from .presets.registry import ModelEntry, model_entry
+from .pretrained import SOTA_CONFIGS, convert_sota
 from .tagger import Tagger
 
 __all__ = ["create_model"]
@@ -38,7 +38,7 @@ def _load_weights(entry: ModelEntry, pretrained: bool | str | Path, weights_dir:
     if len(found) != 1:
         raise ValueError(
             f"pretrained={pretrained!r}: published {entry.name!r} weights are "
-            f"{[c.name for c in mine]} (or pass the path of a musictag .ckpt)"
+            f"{sorted(c.name for c in mine)} (or pass the path of a musictag .ckpt)"
         )
     cfg = found[0]
     root = weights_dir or os.environ.get("MUSICTAG_PRETRAINED")

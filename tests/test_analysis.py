@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from musictag import create_model
 from musictag.analysis import (
     ExcitationRecorder,
     collect_excitations,
@@ -14,7 +15,6 @@ from musictag.analysis import (
 )
 from musictag.commands import main
 from musictag.data.shards import AudioItem, write_shards
-from musictag import create_model
 from musictag.tta import extract_crops
 
 from .test_inference import PNG, noise_file, save_checkpoint, tiny_crnn
