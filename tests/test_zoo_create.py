@@ -7,7 +7,7 @@ import torch
 
 from musictag import create_model, list_pretrained
 from musictag.checkpoints import save_tagger
-from musictag.presets import CRNNTagger, FCNTagger, ShortChunkResNetTagger
+from musictag.presets import CRNNTagger, MusicnnTagger, ShortChunkResNetTagger
 
 
 @pytest.fixture(scope="module")
@@ -16,16 +16,16 @@ def sota(shared_dir):
 
 
 def test_published_weights_by_name_dataset_or_environment(sota, monkeypatch):
-    assert "mtat_fcn" in list_pretrained()
-    model = create_model("mtat_fcn", weights_dir=sota)
-    assert type(model) is FCNTagger and model.n_tags == 50 and not model.training
+    assert "mtat_musicnn" in list_pretrained()
+    model = create_model("mtat_musicnn", weights_dir=sota)
+    assert type(model) is MusicnnTagger and model.n_tags == 50 and not model.training
     x = torch.randn(1, model.crop_samples, generator=torch.Generator().manual_seed(0)) * 0.1
     monkeypatch.setenv("MUSICTAG_PRETRAINED", str(sota))
-    same = create_model("fcn", pretrained="mtat")
+    same = create_model("musicnn", pretrained="mtat")
     with torch.no_grad():
         assert torch.equal(same(x), model(x))
     # other tags: backbone kept, new head
-    tuned = create_model("fcn", pretrained="mtat_fcn", tags=["a", "b", "c"])
+    tuned = create_model("musicnn", pretrained="mtat_musicnn", tags=["a", "b", "c"])
     assert tuned.tags == ["a", "b", "c"] and tuned.head.fc.out_features == 3
     sd = model.state_dict()
     assert all(
@@ -42,7 +42,7 @@ def test_weights_errors_name_the_problem(sota, monkeypatch):
     with pytest.raises(ValueError, match="published 'samplecnn' weights are \\[\\]"):
         create_model("samplecnn", pretrained=True)
     with pytest.raises(ValueError, match="cannot change a model with weights"):
-        create_model("mtat_fcn", weights_dir=sota, n_mels=128)
+        create_model("mtat_musicnn", weights_dir=sota, n_mels=128)
 
 
 def test_checkpoint_as_pretrained(tmp_path):
