@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .lightning_compat import RANK_ZERO_LOGGER
 from .presets.registry import tagger_classes
 from .tagger import Tagger
 
@@ -34,7 +35,7 @@ def save_tagger(model: Tagger, path: str | Path, extra: dict[str, Any] | None = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Lightning announces accelerators and logger tips at INFO on construction: not news here
-    lightning_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    lightning_log = logging.getLogger(RANK_ZERO_LOGGER)
     level = lightning_log.level
     lightning_log.setLevel(logging.WARNING)
     try:

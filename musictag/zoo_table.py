@@ -58,11 +58,26 @@ Every architecture is a plain `nn.Module` backbone (`musictag/models/`), a named
 (losses, crop averaging, metrics, fine-tuning, embeddings, non-local blocks) comes with it:
 
 ```python
-from musictag import create_model, list_models
+from musictag import create_model, list_models, list_pretrained, load_tagger
 list_models()                          # every name below
 model = create_model("short_chunk_resnet", n_tags=50, lr=1e-4)
 model = create_model("fcn", n_tags=10, nonlocal_after=["layer3"])   # non-local blocks (Wang et al. 2018)
+list_pretrained()                      # published weights: "mtat_fcn", ..., "jamendo_musicnn"
+model = create_model("mtat_fcn", weights_dir="<shared>/pretrained/sota")   # or MUSICTAG_PRETRAINED
+model = create_model("fcn", pretrained="mtat", tags=["rock", "jazz"])      # backbone kept, new head
+model = create_model("crnn", pretrained="runs/crnn/best.ckpt")             # a musictag checkpoint
+model = load_tagger("any.ckpt")        # any musictag checkpoint, whatever its class
 ```
+
+**One way to get a model.** `create_model` builds any registered model, freshly initialised or
+with weights: published ones (read from local files, converted by `musictag.pretrained`;
+nothing is downloaded) or a musictag checkpoint of that model. `load_tagger` loads any checkpoint
+without knowing its class. `finetune_tagger` (`load_tagger` + a new head + training settings) and
+`convert_sota` (the published weights into the registered model) are built on these two. A
+family has one name for its registry entry, backbone and class: `short_chunk_resnet`,
+`ShortChunkResNet`, `ShortChunkResNetTagger`. The names used before 0.2 (`short`, `short_res`,
+`short_res_nonlocal`, `hcnn`, `attention`, and the backbones `mel_gru`, `mel_transformer`) still
+work with a `DeprecationWarning`, so old configs and checkpoints load.
 
 Columns: the input length is the published one (samples at the sample rate); parameters are
 counted for 50 tags, and ✓ marks a count equal to the published PyTorch implementation's

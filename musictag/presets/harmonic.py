@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..tagger import Tagger
-from .base import preset_args
+from .base import preset_kwargs
 from .registry import ModelEntry, register_model
 
 __all__ = ["HarmonicCNNTagger"]
@@ -63,10 +63,19 @@ class HarmonicCNNTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        args = preset_args(HarmonicCNNTagger, locals())
+        hstft_kwargs, backbone_kwargs = preset_kwargs(HarmonicCNNTagger, locals())
         # the harmonic STFT is the backbone's first layer (backbone.hstft, as published)
-        args["backbone_kwargs"]["hstft_kwargs"] = args.pop("frontend_kwargs")
-        super().__init__(**args)
+        backbone_kwargs["hstft_kwargs"] = hstft_kwargs
+        super().__init__(
+            backbone=self.BACKBONE,
+            n_tags=n_tags,
+            sample_rate=sample_rate,
+            crop_samples=crop_samples,
+            frontend=self.FRONTEND,
+            backbone_kwargs=backbone_kwargs,
+            nonlocal_after=nonlocal_after,
+            **kwargs,
+        )
         self.save_preset_hyperparameters()
 
 

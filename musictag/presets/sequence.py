@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..tagger import Tagger
-from .base import preset_args
+from .base import preset_kwargs
 from .registry import ModelEntry, register_model
 
 __all__ = ["GRUTagger", "TransformerTagger"]
@@ -67,7 +67,17 @@ class GRUTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**preset_args(GRUTagger, locals()))
+        frontend_kwargs, backbone_kwargs = preset_kwargs(GRUTagger, locals())
+        super().__init__(
+            backbone=self.BACKBONE,
+            n_tags=n_tags,
+            sample_rate=sample_rate,
+            crop_samples=crop_samples,
+            frontend=self.FRONTEND,
+            frontend_kwargs=frontend_kwargs,
+            backbone_kwargs=backbone_kwargs,
+            **kwargs,
+        )
         self.save_preset_hyperparameters()
 
 
@@ -127,7 +137,17 @@ class TransformerTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**preset_args(TransformerTagger, locals()))
+        frontend_kwargs, backbone_kwargs = preset_kwargs(TransformerTagger, locals())
+        super().__init__(
+            backbone=self.BACKBONE,
+            n_tags=n_tags,
+            sample_rate=sample_rate,
+            crop_samples=crop_samples,
+            frontend=self.FRONTEND,
+            frontend_kwargs=frontend_kwargs,
+            backbone_kwargs=backbone_kwargs,
+            **kwargs,
+        )
         self.save_preset_hyperparameters()
 
 

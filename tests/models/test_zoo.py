@@ -147,3 +147,15 @@ def test_family_names_are_one_name():
         assert name.startswith(preset.BACKBONE), (name, preset.BACKBONE)
         snake = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", preset.__name__.removesuffix("Tagger")).lower()
         assert snake.replace("_", "") == preset.BACKBONE.replace("_", ""), (preset, snake)
+
+
+@pytest.mark.parametrize("preset", sorted({model_entry(n).tagger for n in ALL}, key=str))
+def test_lightning_cli_sees_the_preset_arguments(preset):
+    # LightningCLI (jsonargparse) follows **kwargs into Tagger, minus what the preset fills itself
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(preset, "model")
+    names = {k.removeprefix("model.") for k in vars(parser.get_defaults().model)}
+    assert {"lr", "tags", "head_dropout"} <= names
+    assert not {"backbone", "backbone_kwargs", "frontend"} & names

@@ -6,12 +6,13 @@ number is its rowid), ``tags(tag)`` (a tag's number is its rowid) and ``tid_tag(
 they are cleaned following the urop2019 pipeline (pukkapies/urop2019, ``million-song-cleaning``):
 lower-casing, spelling variants merged, non-genre tags dropped, the vocal tags (``male``,
 ``female``, ``rap``, ``instrumental``) gathered from hand-checked lists, then a popularity
-threshold and an optional top-k. :func:`build_tag_map` documents each step.
+threshold (the top-k, if any, is chosen by the data module). :func:`build_tag_map` documents each
+step.
 
 Splits come from the published lists: Choi's ``MSD_split_for_tagging`` text files or Won/Lee's
-``filtered_list_{train,test}.cP`` pickles, which are read by a restricted reader that only
-accepts lists and dicts of strings and integers (:func:`read_plain_pickle`): nothing is ever
-unpickled. The format, options and quirks are described in ``docs/datasets.md``.
+``filtered_list_{train,test}.cP`` pickles, which are read by an unpickler that refuses every
+global and accepts only lists and dicts of strings and integers (:func:`read_plain_pickle`): no
+class is built and no code runs. The format, options and quirks are described in ``docs/datasets.md``.
 """
 
 from __future__ import annotations
@@ -660,7 +661,6 @@ def load_msd_tags(
     drop: Sequence[str] = (),
     drop_decades: bool = False,
     min_tracks: int = 2000,
-    top_k: int = 0,
     tag_list: str | os.PathLike[str] | None = None,
 ) -> MsdTags:
     """Read ``lastfm_tags.db``, clean its tags and choose the vocabulary.
@@ -677,10 +677,10 @@ def load_msd_tags(
         merge: Extra merges; ``None`` for :data:`DEFAULT_MERGE`.
         drop: Tags to drop.
         drop_decades: Drop decade tags.
-        min_tracks: Keep tags held by at least this many tracks.
-        top_k: Then keep only the ``top_k`` most popular (0: all).
-        tag_list: File with one tag per line: the vocabulary, exactly (``min_tracks`` and
-            ``top_k`` are then ignored), e.g. ``50tagList.txt`` with ``clean=False``.
+        min_tracks: Keep tags held by at least this many tracks (how many of them a model uses,
+            the top ``k`` say, is chosen when the data module is built: ``TagVocab``).
+        tag_list: File with one tag per line: the vocabulary, exactly (``min_tracks`` is then
+            ignored), e.g. ``50tagList.txt`` with ``clean=False``.
 
     Returns:
         The cleaned tags.
@@ -690,8 +690,8 @@ def load_msd_tags(
         ValueError: On a malformed database, a bad option, or a ``tag_list`` tag that no track
             holds (the message names the file, line and tag).
     """
-    if min_tracks < 1 or top_k < 0:
-        raise ValueError(f"min_tracks must be >= 1 and top_k >= 0, got {min_tracks}, {top_k}")
+    if min_tracks < 1:
+        raise ValueError(f"min_tracks must be >= 1, got {min_tracks}")
     if not 0 <= min_score <= 100:
         raise ValueError(f"min_score is a Last.fm score in 0..100, got {min_score}")
     conn = open_lastfm_db(db)
@@ -738,8 +738,6 @@ def load_msd_tags(
             vocabulary = sorted(
                 (t for t, c in counts.items() if c >= min_tracks), key=lambda t: (-counts[t], t)
             )
-            if top_k:
-                vocabulary = vocabulary[:top_k]
         # Pass 2: the scores of the vocabulary tags only (the best score of merged spellings).
         rank = {index[t]: r for r, t in enumerate(vocabulary)}
         vocab_code = {i: k for i, k in code.items() if k in rank}
@@ -1009,7 +1007,6 @@ def prepare_msd(
     drop: list[str] | None = None,
     drop_decades: bool = False,
     min_tracks: int = 2000,
-    top_k: int = 0,
     tag_list: str | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -1053,8 +1050,7 @@ def prepare_msd(
         drop: Tags to drop.
         drop_decades: Drop decade tags (``80s``, ``1990s``, ...).
         min_tracks: Keep tags held by at least this many tracks of the database (urop2019:
-            2000).
-        top_k: Then keep the ``top_k`` most popular tags only (0: all).
+            2000). The top ``k`` of them is chosen by the data module (``TagVocab``).
         tag_list: File of tags, one per line, to use as the vocabulary instead (e.g. the
             published ``50tagList.txt`` with ``clean_tags=False``).
         val_fraction: ``random`` split: share of ``val``.
@@ -1090,7 +1086,6 @@ def prepare_msd(
         drop=drop or (),
         drop_decades=drop_decades,
         min_tracks=min_tracks,
-        top_k=top_k,
         tag_list=tag_list,
     )
     if not tags.vocabulary:
@@ -1141,7 +1136,6 @@ def prepare_msd(
         "drop": list(drop or ()),
         "drop_decades": drop_decades,
         "min_tracks": min_tracks,
-        "top_k": top_k,
         "tag_list": tag_list,
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,

@@ -304,7 +304,7 @@ def test_load_msd_tags_miniature(collection: dict, lists: Path) -> None:
     assert tr[4] not in tags.tracks and va[3] not in tags.tracks
     assert tags.n_untagged == 2
     top = load_msd_tags(
-        collection["root"] / "lastfm_tags.db", lists_dir=lists, top_k=2, min_tracks=1
+        collection["root"] / "lastfm_tags.db", lists_dir=lists, min_tracks=5
     )
     assert top.vocabulary == ["rock", "jazz"]
     assert te[1] not in top.tracks  # only hip-hop
