@@ -1,15 +1,12 @@
 """Every use of a private Lightning API in musictag, in one place.
 
-musictag needs a few things Lightning has no public API for: exact resume (whether the fit loop
-is restarting a restored epoch, and which epoch it will run), staged fine-tuning (the logged
-initial hyperparameters), the learning-rate decay of :class:`~musictag.callbacks.StagedLRDecay`
-(amending the early-stopping decision), the recipes' ``--ckpt_path`` (rebuilding a preset from its
-checkpoint), and quieting the trainer that :func:`~musictag.checkpoints.save_tagger` builds.
-They are reached only through this module; ``tests/test_lightning_compat.py`` checks each one
-against the installed Lightning and fails naming the attribute and the Lightning version.
-
-Tested with pytorch-lightning 2.6.1 to 2.6.6; pyproject bounds it ``>=2.6.1,<2.7`` (see
-``docs/install.md``): raise the bound only after these tests pass with the new release.
+Exact resume (is the fit loop replaying a restored epoch, which epoch runs next), fine-tuning (the
+logged hyperparameters), ``StagedLRDecay`` (amending the early-stopping decision), the recipes'
+``--ckpt_path`` and ``save_tagger``'s quiet trainer need Lightning internals. They are reached
+only through this module, and ``tests/test_lightning_compat.py`` checks each one against the
+installed Lightning, failing with the attribute and the Lightning version. Tested with
+pytorch-lightning 2.6.1 to 2.6.6, hence the bound ``>=2.6.1,<2.7`` in pyproject.toml and
+docs/install.md: raise it only after those tests pass with the new release.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every preset shares: sorting its own arguments into frontend and backbone settings."""
+"""What every preset shares: sorting its own arguments into Tagger and backbone settings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from ..models.registry import BACKBONES
 from ..tagger import Tagger
 
-__all__ = ["TAGGER_ARGS", "preset_kwargs"]
+__all__ = ["TAGGER_ARGS", "preset_args"]
 
 TAGGER_ARGS = ("n_tags", "sample_rate", "crop_samples", "nonlocal_after")
 """Preset arguments that are :class:`~musictag.tagger.Tagger` options, not backbone settings."""
@@ -20,20 +20,21 @@ def _lists(value: Any) -> Any:
     return [_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def preset_kwargs(
+def preset_args(
     preset: type[Tagger], args: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(frontend_kwargs, backbone_kwargs)`` of a preset, from its ``__init__`` locals.
+    """``(tagger_args, backbone_kwargs)`` of a preset, from its ``__init__`` locals.
 
-    ``n_mels`` and ``frontend_kwargs`` are frontend settings; ``TAGGER_ARGS`` and ``**kwargs`` are
-    the preset's to pass to the Tagger (by name, so that LightningCLI sees which Tagger arguments
-    the preset fills); every other argument is a setting of the backbone ``preset.BACKBONE`` under
-    the same name, so a preset never restates where each argument goes (``tests/models/test_zoo.py``
-    checks that presets expose every backbone setting with the backbone's default).
+    ``TAGGER_ARGS`` go to the Tagger, ``n_mels`` and ``frontend_kwargs`` into its
+    ``frontend_kwargs``; every other argument is a setting of the backbone ``preset.BACKBONE``
+    under the same name, so a preset never restates where each argument goes
+    (``tests/models/test_zoo.py`` checks that presets expose every backbone setting with the
+    backbone's default). The preset passes ``backbone``, ``frontend`` and ``backbone_kwargs`` by
+    name, so that LightningCLI sees which Tagger arguments it fills.
 
     Args:
         preset: The preset class (with ``BACKBONE``).
-        args: ``locals()`` at the top of the preset's ``__init__``.
+        args: ``locals()`` at the top of the preset's ``__init__`` (``**kwargs`` is left out).
 
     Raises:
         TypeError: if an argument is neither a Tagger option nor a backbone setting.
@@ -50,4 +51,4 @@ def preset_kwargs(
     backbone = {k: _lists(v) for k, v in args.items()}
     # a setting the backbone shares with the Tagger (HarmonicCNN's sample rate)
     backbone.update({k: v for k, v in tagger.items() if k in params})
-    return frontend, backbone
+    return {**tagger, "frontend_kwargs": frontend}, backbone

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..tagger import Tagger
-from .base import preset_kwargs
+from .base import preset_args
 from .registry import ModelEntry, register_model
 
 __all__ = ["HarmonicCNNTagger"]
@@ -63,18 +63,11 @@ class HarmonicCNNTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        hstft_kwargs, backbone_kwargs = preset_kwargs(HarmonicCNNTagger, locals())
+        args, backbone = preset_args(HarmonicCNNTagger, locals())
         # the harmonic STFT is the backbone's first layer (backbone.hstft, as published)
-        backbone_kwargs["hstft_kwargs"] = hstft_kwargs
+        backbone["hstft_kwargs"] = args.pop("frontend_kwargs")
         super().__init__(
-            backbone=self.BACKBONE,
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend=self.FRONTEND,
-            backbone_kwargs=backbone_kwargs,
-            nonlocal_after=nonlocal_after,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 

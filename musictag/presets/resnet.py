@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..tagger import Tagger
-from .base import preset_kwargs
+from .base import preset_args
 from .registry import ModelEntry, register_model
 
 __all__ = ["ResNetTagger"]
@@ -60,17 +60,9 @@ class ResNetTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        frontend_kwargs, backbone_kwargs = preset_kwargs(ResNetTagger, locals())
+        args, backbone = preset_args(ResNetTagger, locals())
         super().__init__(
-            backbone=self.BACKBONE,
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend=self.FRONTEND,
-            frontend_kwargs=frontend_kwargs,
-            backbone_kwargs=backbone_kwargs,
-            nonlocal_after=nonlocal_after,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..tagger import Tagger
-from .base import preset_kwargs
+from .base import preset_args
 from .registry import ModelEntry, register_model
 
 __all__ = ["GRUTagger", "TransformerTagger"]
@@ -67,16 +67,9 @@ class GRUTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        frontend_kwargs, backbone_kwargs = preset_kwargs(GRUTagger, locals())
+        args, backbone = preset_args(GRUTagger, locals())
         super().__init__(
-            backbone=self.BACKBONE,
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend=self.FRONTEND,
-            frontend_kwargs=frontend_kwargs,
-            backbone_kwargs=backbone_kwargs,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 
@@ -137,16 +130,9 @@ class TransformerTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        frontend_kwargs, backbone_kwargs = preset_kwargs(TransformerTagger, locals())
+        args, backbone = preset_args(TransformerTagger, locals())
         super().__init__(
-            backbone=self.BACKBONE,
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend=self.FRONTEND,
-            frontend_kwargs=frontend_kwargs,
-            backbone_kwargs=backbone_kwargs,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 
