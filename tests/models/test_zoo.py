@@ -119,7 +119,7 @@ def test_training_step_and_checkpoint_round_trip(model, tmp_path):
 
 
 # backbone settings a preset does not expose: the frontend decides them
-_NOT_PRESET_SETTINGS = {"in_channels", "n_mels", "harmonic_frontend", "hstft_kwargs"}
+_NOT_PRESET_SETTINGS = {"in_channels", "n_mels", "harmonic_frontend"}
 
 
 def _plain(value):
