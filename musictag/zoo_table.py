@@ -97,14 +97,15 @@ _FOOTER = """
 - `samplecnn_se` is the `SampleCNNSE` of Won et al. (residual SE blocks with amplifying ratio 1 and
   a 512-unit dense layer); `samplecnn_res`, `samplecnn_rese` and the multi-level `*_ml` variants
   follow Kim, Lee & Nam (2018) with ratio 16 (their published ROC-AUC used 22.05-kHz audio).
-- `attention` uses no position embeddings, like the published model (its count only matches
+- `cnnsa` uses no position embeddings, like the published model (its count only matches
   without them); `position_embeddings=True` adds learned ones.
 - `gru` and `transformer` are the ~700k-parameter sequence taggers on 128-band mel frames of the
   FMA-large GRU-vs-Transformer comparison (their published micro PR-AUC is with crop averaging);
   the exact settings of that comparison were not available, ours are documented in
   `musictag/models/sequence.py`.
-- `hcnn` computes its harmonic STFT inside the backbone (`backbone.hstft`), so its frontend is the
-  waveform identity.
+- `harmonic_cnn` computes its harmonic STFT inside the backbone (`backbone.hstft`, as published),
+  so its STFT settings (`n_fft`, `hop_length`, `bw_Q` ...) are backbone settings and its frontend
+  is the waveform identity.
 """
 
 
