@@ -49,6 +49,7 @@ from musictag.data.shards import (
     shard_urls,
 )
 from musictag.data.vocab import TagVocab
+from musictag.lightning_compat import epochs_processed
 from musictag.tta import eval_crop_starts, extract_crops
 
 __all__ = ["ReadReport", "SkippedTrack", "TagDataModule"]
@@ -862,7 +863,7 @@ class TagDataModule(pl.LightningDataModule):
         # The epoch Lightning gives samplers (`set_epoch`). Resuming from an end-of-epoch
         # checkpoint, Lightning creates the first iterator while `current_epoch` still names the
         # finished epoch; `processed` already names the one to run.
-        return int(trainer.fit_loop.epoch_progress.current.processed)
+        return epochs_processed(trainer)
 
     def train_dataloader(self) -> DataLoader:
         """Training batches: one random crop per track, ``{"audio": [B, crop], ...}``."""
