@@ -24,18 +24,23 @@ epoch start are counted). Bytes on disk are what each pipeline needs besides the
     python benchmarks/input_pipeline.py     # 128 files: ~3 min (+ ~5 min once, writing the corpus)
     python benchmarks/input_pipeline.py --n-files 32 --epochs 2 --workers 0
     python benchmarks/input_pipeline.py --checksum-cost   # (c) with and without checksum checks
+    python benchmarks/input_pipeline.py --tar-headers     # the reader's tar headers vs tarfile
 
-``--checksum-cost`` times only (c), with ``verify_checksums`` on and off, interleaved: the first
-pass of fresh loaders (every track checked: its whole audio member read and CRC-32'd) and the
-steady state after it (each process checks a track once).
+``--checksum-cost`` times only (c), unchecked and with checksum records of several kinds
+(whole-member CRC-32 as before version 2, 64-KiB CRC-32 blocks, 16- and 64-KiB xxh3 blocks),
+interleaved: the first pass of fresh loaders (every block a crop reads is checked) and the
+steady state after it (a stream checks each block once).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import io
+import json
 import shutil
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -53,7 +58,16 @@ except ImportError:  # run as a file: python benchmarks/input_pipeline.py
 
 from musictag.audio import load_audio
 from musictag.data.datamodule import TagDataModule
-from musictag.data.shards import AudioItem, write_shards
+from musictag.data.shards import (
+    CHECKSUMS_EXT,
+    AudioItem,
+    checksum_record,
+    load_manifest,
+    member_checksum,
+    write_shards,
+)
+from musictag.data.shards.format import BLOCK_HASH, CHECKSUM_BLOCK
+from musictag.data.shards.reader import _tar_members
 from musictag.data.vocab import TagVocab
 from musictag.frontend import LogMelFrontend
 
@@ -123,7 +137,9 @@ def prepare(work: Path, n_files: int, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {"items": items, "root": root, "write_s": {}}
     for fmt in ("flac", "pcm16"):
         shards = root / f"shards-{fmt}"
-        if not (shards / "manifest.json").is_file():
+        if not (shards / "manifest.json").is_file() or (
+            load_manifest(shards).get("checksums", {}).get("member") != BLOCK_HASH
+        ):  # none yet, or written by an older musictag
             shutil.rmtree(shards, ignore_errors=True)
             start = time.perf_counter()
             write_shards(
@@ -236,40 +252,129 @@ def measure(
     return rates, with_mel
 
 
+# checksum records compared by --checksum-cost: (name, block size, hash); block size 0 is the
+# version-1 record (one CRC-32 per whole member), None no check at all
+RECORD_VARIANTS = [
+    ("unchecked", None, None),
+    ("whole CRC-32 (v1)", 0, "crc32"),
+    ("64 KiB CRC-32", 1 << 16, "crc32"),
+    ("16 KiB xxh3", 1 << 14, "xxh3_64"),
+    (f"{CHECKSUM_BLOCK >> 10} KiB xxh3 (default)", CHECKSUM_BLOCK, BLOCK_HASH),
+]
+
+
+def with_records(src: Path, dst: Path, block_size: int, hash_name: str) -> Path:
+    """A copy of the shard set ``src`` whose checksum records use other settings (cached)."""
+    if (dst / "manifest.json").is_file():
+        return dst
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for tar_path in sorted(src.glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+        data = {m.name: b for m, b in members}
+        with tarfile.open(tmp / tar_path.name, "w", format=tarfile.PAX_FORMAT) as out:
+            for m, b in members:
+                if m.name.endswith("." + CHECKSUMS_EXT):
+                    key = m.name[: -len(CHECKSUMS_EXT) - 1]
+                    parts = {
+                        n.split(".", 1)[1]: data[n]
+                        for n in data
+                        if n.startswith(key + ".") and n != m.name
+                    }
+                    if block_size == 0:
+                        sums = {ext: member_checksum(v) for ext, v in parts.items()}
+                        b = json.dumps({"crc32": sums}).encode("ascii")
+                    else:
+                        b = checksum_record(parts, block_size, hash_name)
+                    m.size = len(b)
+                out.addfile(m, io.BytesIO(b))
+    shutil.copy(src / "manifest.json", tmp / "manifest.json")
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    return dst
+
+
 def checksum_cost(data: dict[str, Any], workers: int, epochs: int, repeats: int) -> list[list]:
-    """Rows ``[format, workers, first pass on/off clips/s, ratio, steady on/off, ratio]``."""
+    """Rows ``[format, workers, record, first pass clips/s, ratio, steady clips/s, ratio]``.
+
+    Every variant of a format runs in each round, one after the other, so that the machine's
+    load falls on all of them alike; the best round of each is kept.
+    """
     kwargs = {"crop_samples": CROP, "batch_size": BATCH, "num_workers": workers}
     kwargs["persistent_workers"] = workers > 0
     rows = []
     for fmt in ("flac", "pcm16"):
-        first = {True: 0.0, False: 0.0}
-        steady = {True: 0.0, False: 0.0}
+        roots = {
+            name: data[fmt]
+            if block in (None, CHECKSUM_BLOCK) and hash_name in (None, BLOCK_HASH)
+            else with_records(
+                data[fmt], data[fmt].with_name(f"{data[fmt].name}-{i}"), block, hash_name
+            )
+            for i, (name, block, hash_name) in enumerate(RECORD_VARIANTS)
+        }
+        first = dict.fromkeys(roots, 0.0)
+        steady = dict.fromkeys(roots, 0.0)
         for r in range(repeats):
-            for check in (True, False):
+            for name, block, _ in RECORD_VARIANTS:
                 loader = TagDataModule(
-                    root=str(data[fmt]), verify_checksums=check, **kwargs
+                    root=str(roots[name]), verify_checksums=block is not None, **kwargs
                 ).train_dataloader()
-                first[check] = max(first[check], steady_rate(loader, 1, warmup=False))
-                steady[check] = max(steady[check], steady_rate(loader, epochs, warmup=False))
+                first[name] = max(first[name], steady_rate(loader, 1, warmup=False))
+                steady[name] = max(steady[name], steady_rate(loader, epochs, warmup=False))
                 close(loader)
                 print(
-                    f"  round {r}: {fmt} check={check}: first pass {first[check]:.0f}, "
-                    f"steady {steady[check]:.0f} clips/s",
+                    f"  round {r}: {fmt} {name}: first pass {first[name]:.0f}, "
+                    f"steady {steady[name]:.0f} clips/s",
                     file=sys.stderr,
                 )
-        rows.append(
-            [
-                f"musictag {fmt}",
-                workers,
-                first[True],
-                first[False],
-                first[True] / first[False],
-                steady[True],
-                steady[False],
-                steady[True] / steady[False],
-            ]
-        )
+        base = RECORD_VARIANTS[0][0]
+        for name, _, _ in RECORD_VARIANTS[1:]:
+            rows.append(
+                [
+                    f"musictag {fmt}",
+                    workers,
+                    name,
+                    first[name],
+                    first[name] / first[base],
+                    steady[name],
+                    steady[name] / steady[base],
+                ]
+            )
+        rows.append([f"musictag {fmt}", workers, base, first[base], 1.0, steady[base], 1.0])
     return rows
+
+
+def tar_header_cost(shards: Path, repeats: int) -> list[list]:
+    """Rows ``[parser, µs per member]``: the reader's header parser against ``tarfile``.
+
+    Both list every member's name, data offset and size, over the same shards, interleaved in
+    this process; the best of ``repeats`` rounds is kept.
+    """
+    urls = sorted(shards.glob("*.tar"))
+
+    def ours() -> int:
+        n = 0
+        for url in urls:
+            with open(url, "rb") as fh:
+                n += sum(1 for _ in _tar_members(fh, str(url)))
+        return n
+
+    def with_tarfile() -> int:
+        n = 0
+        for url in urls:
+            with tarfile.open(url) as tar:
+                n += sum(1 for m in tar if m.isreg() and (m.name, m.offset_data, m.size))
+        return n
+
+    best = {"musictag reader": float("inf"), "tarfile": float("inf")}
+    for _ in range(repeats):
+        for name, run in (("musictag reader", ours), ("tarfile", with_tarfile)):
+            start = time.perf_counter()
+            n = run()
+            best[name] = min(best[name], (time.perf_counter() - start) / n * 1e6)
+    return [[name, us] for name, us in best.items()]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -284,14 +389,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--checksum-cost", action="store_true", help="only (c), checksum checks on and off"
     )
+    parser.add_argument(
+        "--tar-headers", action="store_true", help="only the tar header parser against tarfile"
+    )
     args = parser.parse_args(argv)
 
     data = prepare(args.work, args.n_files, args.seconds)
+    if args.tar_headers:
+        print(common.machine())
+        rows = tar_header_cost(data["pcm16"], 10 * args.repeats)
+        print(common.table(["tar headers", "µs per member"], rows))
+        print(f"load average after: {common.load()}")
+        return
     if args.checksum_cost:
         print(common.machine())
         rows = [r for w in args.workers for r in checksum_cost(data, w, args.epochs, args.repeats)]
-        headers = ["pipeline", "workers", "1st pass checked", "unchecked", "ratio"]
-        headers += ["steady checked", "unchecked", "ratio"]
+        headers = ["pipeline", "workers", "checksums", "1st pass clips/s", "vs unchecked"]
+        headers += ["steady clips/s", "vs unchecked"]
         print(common.table(headers, rows))
         print(f"load average after: {common.load()}")
         return

@@ -225,8 +225,7 @@ def collect_excitations_from_shards(
     from itertools import islice
 
     from .audio import to_mono_resampled
-    from .data.shards import load_manifest
-    from .inference import iter_shard_tracks
+    from .data.shards import iter_shard_tracks, load_manifest
 
     if tags is None:
         manifest = load_manifest(shard_dir)

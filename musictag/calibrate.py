@@ -125,9 +125,9 @@ def score_shards(
     Raises:
         ValueError: if the split is missing or holds no readable track.
     """
-    from .data.shards import load_manifest
+    from .data.shards import iter_shard_tracks, load_manifest
     from .data.vocab import TagVocab
-    from .inference import Inference, iter_shard_tracks
+    from .inference import Inference
 
     manifest = load_manifest(shards)
     name = _split_name(manifest, split)

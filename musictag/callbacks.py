@@ -20,9 +20,14 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, EarlyStopping
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 
+from .lightning_compat import (
+    DecisionAmendingEarlyStopping,
+    fit_restarting,
+    state_key,
+)
 from .plots import pr_curves, tags_over_time
 
 __all__ = ["ExactResume", "StagedLRDecay", "TagPlots", "log_figure"]
@@ -183,7 +188,7 @@ class TagPlots(Callback):
 
 
 # ------------------------------------------------------------------------------- LR decay
-class StagedLRDecay(EarlyStopping):
+class StagedLRDecay(DecisionAmendingEarlyStopping):
     """Staged learning-rate decay (Lee et al. 2017, SampleCNN): decay on plateau, stop after N.
 
     When ``monitor`` has not improved for ``patience`` validations, every parameter group's
@@ -224,7 +229,7 @@ class StagedLRDecay(EarlyStopping):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(monitor=self.monitor, mode=self.mode, factor=self.factor)
+        return state_key(self, monitor=self.monitor, mode=self.mode, factor=self.factor)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -237,8 +242,7 @@ class StagedLRDecay(EarlyStopping):
         super().load_state_dict(state_dict)
         self.decays = int(state_dict.get("decays", 0))
 
-    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
-        should_stop, reason = super()._evaluate_stopping_criteria(current)
+    def amend_stop(self, should_stop: bool, reason: str | None) -> tuple[bool, str | None]:
         if (
             should_stop
             and self.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED
@@ -346,7 +350,7 @@ class ExactResume(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # (before ModelCheckpoint, a monitoring callback, saves at the end of the epoch)
         self._epoch_ended = True
-        if trainer.fit_loop.restarting and self._pending is not None:
+        if fit_restarting(trainer) and self._pending is not None:
             # Lightning re-runs the end of a restored epoch without the plateau step: take it,
             # with this epoch's validation if it ran again, else with the saved values
             self._step_plateau(trainer, pl_module, self._pending.get("plateau", []), current=True)

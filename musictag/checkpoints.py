@@ -7,20 +7,11 @@ from typing import Any
 
 import torch
 
+from .lightning_compat import RANK_ZERO_LOGGER
+from .presets.registry import tagger_classes
 from .tagger import Tagger
 
 __all__ = ["load_tagger", "save_tagger", "tagger_classes"]
-
-
-def tagger_classes() -> dict[str, type[Tagger]]:
-    """Every known tagger class by name: ``Tagger`` and the registered presets."""
-    from .models.registry import _MODELS, _ensure_presets
-
-    _ensure_presets()
-    classes: dict[str, type[Tagger]] = {"Tagger": Tagger}
-    for entry in _MODELS.values():
-        classes[entry.tagger.__name__] = entry.tagger
-    return classes
 
 
 def save_tagger(model: Tagger, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -44,7 +35,7 @@ def save_tagger(model: Tagger, path: str | Path, extra: dict[str, Any] | None = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Lightning announces accelerators and logger tips at INFO on construction: not news here
-    lightning_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    lightning_log = logging.getLogger(RANK_ZERO_LOGGER)
     level = lightning_log.level
     lightning_log.setLevel(logging.WARNING)
     try:

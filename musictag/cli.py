@@ -27,12 +27,13 @@ from urllib.parse import urlparse
 
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import LightningArgumentParser, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
 from .callbacks import ExactResume
 from .checkpoints import tagger_classes
 from .data.datamodule import TagDataModule
+from .lightning_compat import CheckpointArgsCLI, cli_config_value
 from .tagger import Tagger
 
 __all__ = ["AutoWandbLogger", "SUBCOMMANDS", "TagCLI", "main", "wandb_api_key_configured"]
@@ -119,7 +120,7 @@ def _multi_label(data: TagDataModule) -> bool:
     return data.multi_label
 
 
-class TagCLI(LightningCLI):
+class TagCLI(CheckpointArgsCLI):
     """``LightningCLI`` for a :class:`~musictag.tagger.Tagger` and a :class:`TagDataModule`.
 
     On top of Lightning's CLI it:
@@ -215,13 +216,15 @@ class TagCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        self._weight_positives = bool(self._get(self.config, "weight_positives", False))
+        self._weight_positives = bool(
+            cli_config_value(self, self.config, "weight_positives", False)
+        )
 
     def after_instantiate_classes(self) -> None:
         # Lightning writes last.ckpt only when a top-k checkpoint is written; resuming needs the
         # last epoch, so with `checkpoint.save_last` a second ModelCheckpoint (no monitor, top 1)
         # writes last.ckpt in the same folder at the end of every epoch.
-        best = self._get(self.config_init, "checkpoint")
+        best = cli_config_value(self, self.config_init, "checkpoint")
         if not isinstance(best, ModelCheckpoint) or not best.save_last:
             return
         best.save_last = False
@@ -235,7 +238,7 @@ class TagCLI(LightningCLI):
         )
         self.trainer.callbacks.append(last)
 
-    def _parse_ckpt_path(self) -> None:
+    def read_ckpt_path(self) -> None:
         """Rebuild the model of ``--ckpt_path FILE`` from the hyperparameters it holds.
 
         Lightning's version needs checkpoints written with its instantiator; musictag

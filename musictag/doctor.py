@@ -95,6 +95,15 @@ def _soxr() -> str:
     return "44.1 -> 16 kHz resample"
 
 
+def _xxhash() -> str:
+    import xxhash
+
+    # the published XXH3-64 test vector of the empty input
+    if xxhash.xxh3_64_hexdigest(b"") != "2d06800538d394c2":
+        raise RuntimeError("xxh3_64 of the empty input differs from the reference value")
+    return "xxh3_64 (shard block checksums)"
+
+
 def _nnaudio() -> str:
     import torch
     from nnAudio.features.mel import MelSpectrogram
@@ -145,6 +154,7 @@ CHECKS: tuple[tuple[str, bool, Callable[[], str]], ...] = (
     ("torch", True, _torch),
     ("soundfile", True, _soundfile),
     ("soxr", True, _soxr),
+    ("xxhash", True, _xxhash),
     ("nnAudio", True, _nnaudio),
     ("librosa", True, _librosa),
     ("webdataset", True, _importable("webdataset")),

@@ -154,9 +154,9 @@ def iter_split_tracks(
     shard_dir: str | Path, split: str, skipped: list[Exception] | None = None
 ) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     """``(info, waveform)`` of every readable track of one split (see
-    :func:`musictag.inference.iter_shard_tracks`): a damaged or undecodable track, or a missing
+    :func:`musictag.data.shards.iter_shard_tracks`): a damaged or undecodable track, or a missing
     shard, is logged once with its shard and key, appended to ``skipped`` and passed over."""
-    from .inference import iter_shard_tracks
+    from .data.shards import iter_shard_tracks
 
     for info, wave, _rate in iter_shard_tracks(shard_dir, [split], skipped=skipped):
         yield info, wave

@@ -10,7 +10,6 @@ the first epochs, then trained at a lower learning rate; never unfrozen, it is a
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from .checkpoints import load_tagger
+from .lightning_compat import refresh_logged_hparams
 from .losses import build_loss
 from .tagger import Tagger
 
@@ -117,7 +117,7 @@ def finetune_tagger(
         _check_crop(model, int(crop_samples), checkpoint)
         hp.crop_samples = int(crop_samples)
     # what the loggers report as the model's hyperparameters
-    model._hparams_initial = copy.deepcopy(model._hparams)
+    refresh_logged_hparams(model)
     return model.train()
 
 

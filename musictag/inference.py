@@ -13,7 +13,6 @@ scores aggregate the window probabilities (mean or max) into a
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import weakref
@@ -43,6 +42,7 @@ from .autotune import (
     store_entry,
     tuned_settings,
 )
+from .data.shards import iter_shard_tracks
 from .optimize import optimize_for_inference
 from .results import TagResult, WindowScores, select_tags
 from .tta import AGGREGATIONS, aggregate, eval_crop_starts, extract_crops, sliding_windows
@@ -701,79 +701,3 @@ def tag_file(
         threshold=threshold,
     )
     return inference(path)
-
-
-_SHARD_AUDIO = ("flac", "wav")  # the audio member of a shard sample, by shard audio format
-
-
-def iter_shard_tracks(
-    shard_dir: str | Path,
-    splits: Sequence[str] | None = None,
-    *,
-    with_errors: bool = False,
-    skipped: list[AudioReadError] | None = None,
-) -> Iterator[tuple[dict[str, Any], Any, int]]:
-    """Every track of a shard set, in shard order, checked and decoded with the safe decoders.
-
-    A damaged or undecodable track (checksum mismatch, damaged tar header, decoder error) or a
-    missing shard never stops the iteration: it is logged once, naming the shard and the key,
-    and skipped (or yielded as an error with ``with_errors``).
-
-    Args:
-        shard_dir: Folder with ``manifest.json``.
-        splits: Splits to read; default: all, in manifest order.
-        with_errors: Yield ``(info, AudioReadError, 0)`` for a damaged track instead of
-            skipping it.
-        skipped: When given, the error of every skipped or failed track is appended here.
-
-    Yields:
-        ``(info, waveform [samples] float32, sample_rate)``; ``info`` holds ``id`` (track id),
-        ``path`` (source file), ``tags``, ``split``, ``key``.
-    """
-    from .data.integrity import (
-        DECODE_ERRORS,
-        check_sample,
-        checksummed_shards,
-        read_shard_tolerant,
-    )
-    from .data.shards import decode_audio, decode_json, load_manifest, shard_urls
-
-    manifest = load_manifest(shard_dir)
-    checksummed = checksummed_shards(manifest)
-    names = list(splits) if splits else list(manifest["splits"])
-
-    def damaged(url: str, key: str, split: str, reason: str) -> Iterator:
-        error = AudioReadError(
-            f"{url}: track {key}: {reason}" if key != "-" else f"{url}: {reason}"
-        )
-        log.warning("skipping %s", error)
-        if skipped is not None:
-            skipped.append(error)
-        if with_errors:
-            info = {"id": key, "path": None, "tags": [], "split": split, "key": key}
-            yield info, error, 0
-
-    for split in names:
-        for url in shard_urls(manifest, split):
-            damage: list[str] = []
-            for sample in read_shard_tolerant(url, damage):
-                key = str(sample["__key__"])
-                try:
-                    check_sample(sample, required=os.path.realpath(url) in checksummed)
-                    meta = decode_json(sample["json"])
-                    audio = next(sample[e] for e in _SHARD_AUDIO if e in sample)
-                    wave = decode_audio(audio)
-                except (*DECODE_ERRORS, StopIteration) as e:
-                    reason = str(e) if str(e) else type(e).__name__
-                    yield from damaged(url, key, split, " ".join(reason.split()))
-                    continue
-                info = {
-                    "id": str(meta.get("track_id", key)),
-                    "path": meta.get("source"),
-                    "tags": list(meta.get("tags", [])),
-                    "split": split,
-                    "key": key,
-                }
-                yield info, wave, int(meta.get("sample_rate") or manifest["sample_rate"])
-            for d in damage:
-                yield from damaged(url, "-", split, d)

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .models.registry import create_model
+from .checkpoints import save_tagger
+from .presets.registry import model_entry
 from .tagger import Tagger
 
 __all__ = [
@@ -171,8 +172,7 @@ class PretrainedConfig:
 
     def build(self) -> Tagger:
         """A freshly initialised musictag tagger of this architecture, tags and frontend."""
-        return create_model(
-            self.model,
+        return model_entry(self.model).create(
             n_tags=len(self.tags),
             tags=list(self.tags),
             n_mels=self.frontend.n_mels,
@@ -435,8 +435,6 @@ def save_sota_checkpoint(path: str | Path, arch: str, dataset: str, out_path: st
     Returns:
         ``out_path``.
     """
-    from .checkpoints import save_tagger
-
     cfg = pretrained_config(arch, dataset)
     model = convert_sota(path, arch, dataset)
     # record where the weights came from, next to the class name load_tagger reads

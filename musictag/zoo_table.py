@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .models.registry import list_models, model_entry
+from .presets.registry import list_models, model_entry
 
 __all__ = ["zoo_markdown"]
 
@@ -58,11 +58,26 @@ Every architecture is a plain `nn.Module` backbone (`musictag/models/`), a named
 (losses, crop averaging, metrics, fine-tuning, embeddings, non-local blocks) comes with it:
 
 ```python
-from musictag import create_model, list_models
+from musictag import create_model, list_models, list_pretrained, load_tagger
 list_models()                          # every name below
-model = create_model("short_res", n_tags=50, lr=1e-4)
+model = create_model("short_chunk_resnet", n_tags=50, lr=1e-4)
 model = create_model("fcn", n_tags=10, nonlocal_after=["layer3"])   # non-local blocks (Wang et al. 2018)
+list_pretrained()                      # published weights: "mtat_fcn", ..., "jamendo_musicnn"
+model = create_model("mtat_fcn", weights_dir="<shared>/pretrained/sota")   # or MUSICTAG_PRETRAINED
+model = create_model("fcn", pretrained="mtat", tags=["rock", "jazz"])      # backbone kept, new head
+model = create_model("crnn", pretrained="runs/crnn/best.ckpt")             # a musictag checkpoint
+model = load_tagger("any.ckpt")        # any musictag checkpoint, whatever its class
 ```
+
+**One way to get a model.** `create_model` builds any registered model, freshly initialised or
+with weights: published ones (read from local files, converted by `musictag.pretrained`;
+nothing is downloaded) or a musictag checkpoint of that model. `load_tagger` loads any checkpoint
+without knowing its class. `finetune_tagger` (`load_tagger` + a new head + training settings) and
+`convert_sota` (the published weights into the registered model) are built on these two. A
+family has one name for its registry entry, backbone and class: `short_chunk_resnet`,
+`ShortChunkResNet`, `ShortChunkResNetTagger`. The names used before 0.2 (`short`, `short_res`,
+`short_res_nonlocal`, `hcnn`, `attention`, and the backbones `mel_gru`, `mel_transformer`) still
+work with a `DeprecationWarning`, so old configs and checkpoints load.
 
 Columns: the input length is the published one (samples at the sample rate); parameters are
 counted for 50 tags, and ✓ marks a count equal to the published PyTorch implementation's
@@ -82,14 +97,15 @@ _FOOTER = """
 - `samplecnn_se` is the `SampleCNNSE` of Won et al. (residual SE blocks with amplifying ratio 1 and
   a 512-unit dense layer); `samplecnn_res`, `samplecnn_rese` and the multi-level `*_ml` variants
   follow Kim, Lee & Nam (2018) with ratio 16 (their published ROC-AUC used 22.05-kHz audio).
-- `attention` uses no position embeddings, like the published model (its count only matches
+- `cnnsa` uses no position embeddings, like the published model (its count only matches
   without them); `position_embeddings=True` adds learned ones.
 - `gru` and `transformer` are the ~700k-parameter sequence taggers on 128-band mel frames of the
   FMA-large GRU-vs-Transformer comparison (their published micro PR-AUC is with crop averaging);
   the exact settings of that comparison were not available, ours are documented in
   `musictag/models/sequence.py`.
-- `hcnn` computes its harmonic STFT inside the backbone (`backbone.hstft`), so its frontend is the
-  waveform identity.
+- `harmonic_cnn` computes its harmonic STFT inside the backbone (`backbone.hstft`, as published),
+  so its STFT settings (`n_fft`, `hop_length`, `bw_Q` ...) are backbone settings and its frontend
+  is the waveform identity.
 """
 
 

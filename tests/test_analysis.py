@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from musictag import create_model
 from musictag.analysis import ExcitationRecorder, collect_excitations, se_layers
 from musictag.commands import main
 from musictag.data.shards import AudioItem, write_shards
-from musictag.models import create_model
 from musictag.plots import plot_excitations
 from musictag.tta import extract_crops
 

@@ -101,10 +101,9 @@ AUDIO_LIBRARY_USERS = {
     "musictag.doctor": "checks that the native libraries work",
 }
 
-# TEMPORARY, until issue 13's model registry (branch issue-13a) is merged: the registry imports
-# the presets (which import the tagger) on first use, a cycle through a lazy import. The lead
-# removes this exception after merging (test_temporary_exceptions_are_still_needed says when).
-TEMPORARY = {("musictag.models.registry", "musictag.presets")}
+# Imports allowed against the rules for a while, each with the reason and the issue that removes
+# it (test_temporary_exceptions_are_still_needed says when one can go). None today.
+TEMPORARY: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

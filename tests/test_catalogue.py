@@ -135,7 +135,8 @@ def test_embed_db_equals_plain_embed(catalogue, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe (POSIX)")
-def test_kill_9_then_rerun_redoes_nothing_finished(catalogue, tmp_path):
+@pytest.mark.parametrize("command", ["predict", "embed"])
+def test_kill_9_then_rerun_redoes_nothing_finished(catalogue, tmp_path, command):
     ckpt, files = catalogue
     # file 8 is a named pipe: opening it blocks, like a stalled network mount, and the job is
     # killed there; files 0-5 at least (3 steps of 2) are journaled by then
@@ -145,9 +146,11 @@ def test_kill_9_then_rerun_redoes_nothing_finished(catalogue, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(map(str, inputs)) + "\n")
     db = tmp_path / "tags.sqlite"
+    out = tmp_path / ("out.json" if command == "predict" else "out")
+    options = ["--quiet", "--format", "json"] if command == "predict" else ["--quiet"]
     cmd = [
-        sys.executable, "-m", "musictag", "predict", str(ckpt), f"@{listing}", "--db", str(db),
-        "--files-per-step", "2", "--quiet", "--format", "json", "-o", str(tmp_path / "out.json"),
+        sys.executable, "-m", "musictag", command, str(ckpt), f"@{listing}", "--db", str(db),
+        "--files-per-step", "2", *options, "-o", str(out),
     ]  # fmt: skip
     job = subprocess.Popen(cmd, cwd=REPO, env=_env(), stderr=subprocess.PIPE, text=True)
     part = tmp_path / "tags.sqlite.parts" / "run0001-rank00000.sqlite"
@@ -165,7 +168,7 @@ def test_kill_9_then_rerun_redoes_nothing_finished(catalogue, tmp_path):
         job.send_signal(signal.SIGKILL)
         job.wait(timeout=30)
     assert job.returncode == -signal.SIGKILL
-    assert not (tmp_path / "out.json").exists()
+    assert not out.exists()
     journaled = _tracks(part)  # what survived the kill
     assert 6 <= len(journaled) < len(inputs)
     assert {r[0] for r in journaled} <= {str(f) for f in files[:8]}
@@ -186,21 +189,23 @@ def test_kill_9_then_rerun_redoes_nothing_finished(catalogue, tmp_path):
 
     # the same results as an uninterrupted run
     ref = tmp_path / "ref.sqlite"
-    args = ["predict", str(ckpt), f"@{listing}", "--db", str(ref), "--quiet", "--format", "json"]
-    assert main([*args, "-o", str(tmp_path / "ref.json")]) == 0
-    out = json.loads((tmp_path / "out.json").read_text())
-    assert [d["file"] for d in out] == list(map(str, inputs))
-    assert [d["file"] for d in json.loads((tmp_path / "ref.json").read_text())] == list(
-        map(str, inputs)
-    )
-    got, want = _scores(db, inputs), _scores(ref, inputs)
-    assert got.keys() == want.keys() and len(got) == len(inputs)
-    for k in want:
-        np.testing.assert_allclose(got[k], want[k], atol=1e-6)
+    ref_out = tmp_path / ("ref.json" if command == "predict" else "ref")
+    args = [command, str(ckpt), f"@{listing}", "--db", str(ref), *options, "-o", str(ref_out)]
+    assert main(args) == 0
+    if command == "predict":
+        assert [d["file"] for d in json.loads(out.read_text())] == list(map(str, inputs))
+        assert [d["file"] for d in json.loads(ref_out.read_text())] == list(map(str, inputs))
+        got, want = _scores(db, inputs), _scores(ref, inputs)
+        assert got.keys() == want.keys() and len(got) == len(inputs)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], atol=1e-6)
+    else:
+        got, want = EmbeddingSet.load(out), EmbeddingSet.load(ref_out)
+        assert [t["path"] for t in got.tracks] == [t["path"] for t in want.tracks]
+        assert [t["path"] for t in got.tracks] == list(map(str, inputs))
+        np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sys.platform != "linux", reason="DDP on CPU is tested on Linux")
 def test_two_process_ddp_tags_every_file_exactly_once(catalogue, tmp_path):
     ckpt, files = catalogue
     audio = str(files[0].parent)

@@ -1,10 +1,13 @@
-"""A real 2-process DDP run on CPU (gloo) through a recipe: equal steps per rank, every
-validation and test track counted exactly once, and the same test figure as one process."""
+"""A real 2-process DDP run on CPU (gloo) through a recipe: equal steps per rank (one training
+track damaged: skipped and logged), every validation and test track counted exactly once, and
+the same test figure as one process."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,14 +23,30 @@ from tests.recipes.miniature import (
 from tests.recipes.test_recipes import CASES, QUIET, load_recipe
 
 N_TRAIN, N_VAL, N_TEST, BATCH = 11, 6, 10, 2
+DAMAGED = "train005"  # in the second training shard
 
 
 class RankRecorder(pl.Callback):
-    """Writes what each rank saw to ``<out>/<stage>-rank<r>.json``."""
+    """Writes what each rank saw (and the tracks it skipped, and warned of) to
+    ``<out>/<stage>-rank<r>.json``."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
         self.seen: dict[str, list] = {}
+        self.warnings: list[str] = []
+
+    def setup(self, trainer, pl_module, stage):
+        recorder = self
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                recorder.warnings.append(record.getMessage())
+
+        self.handler = Handler(logging.WARNING)
+        logging.getLogger("musictag").addHandler(self.handler)
+
+    def teardown(self, trainer, pl_module, stage):
+        logging.getLogger("musictag").removeHandler(self.handler)
 
     def _add(self, stage: str, keys) -> None:
         self.seen.setdefault(stage, []).extend(keys)
@@ -48,6 +67,10 @@ class RankRecorder(pl.Callback):
             "global_step": trainer.global_step,
             "keys": self.seen,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+            "skipped": [
+                t.key for t in getattr(trainer.datamodule.read_report("train"), "skipped", [])
+            ],
+            "warnings": self.warnings,
         }
         path = self.out / f"{stage}-rank{trainer.global_rank}.json"
         path.write_text(json.dumps(record))
@@ -71,6 +94,14 @@ def test_two_process_ddp_run(tmp_path, monkeypatch):
         single_label=True,
         n_tracks={"train": N_TRAIN, "val": N_VAL, "test": N_TEST},
     )
+    # one damaged training track: skipped and logged by the rank that reads it, and both ranks
+    # still run the same number of steps
+    shard = root / "train-000001.tar"
+    with tarfile.open(shard) as tar:
+        member = next(m for m in tar.getmembers() if m.name.startswith(f"{DAMAGED}."))
+    data = bytearray(shard.read_bytes())
+    data[member.offset_data + member.size // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["gtzan_crnn.py"])
     out = tmp_path / "ranks"
@@ -95,7 +126,12 @@ def test_two_process_ddp_run(tmp_path, monkeypatch):
     # the common step count cycles over its own shards)
     train0, train1 = (set(f["keys"]["train"]) for f in fit)
     assert train0 and train1 and not train0 & train1
-    assert train0 | train1 <= {f"train{i:03d}" for i in range(N_TRAIN)}
+    assert train0 | train1 <= {f"train{i:03d}" for i in range(N_TRAIN)} - {DAMAGED}
+    # the damaged track: skipped by one rank, and logged there naming its shard and key
+    assert {k for f in fit for k in f["skipped"]} == {DAMAGED}  # (met again when cycling)
+    (reader,) = [f for f in fit if f["skipped"]]
+    logged = [w for w in reader["warnings"] if f"skipping track {DAMAGED} of " in w]
+    assert len(logged) == 1 and f"{shard.name}: checksum mismatch" in logged[0], logged
     # validation and test: each track on exactly one rank
     for stage, n, records in (("val", N_VAL, fit), ("test", N_TEST, test)):
         per_rank = [r["keys"][stage] for r in records]

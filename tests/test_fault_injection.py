@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import sys, time
 from pathlib import Path
-import musictag.data.shards as shards
+import musictag.data.shards.writer as shards
 
 encode = shards._encode_audio
 def slow(*args, **kwargs):

@@ -7,8 +7,8 @@ only its own bytes (see ``docs/benchmarks.md``); nothing but FLAC, WAV and JSON 
 decoded.
 
 A damaged or undecodable track never stops a pass: it is skipped, logged once with its shard and
-key, and counted in :meth:`TagDataModule.read_report` (see ``docs/reliability.md``). Each track is
-checked against its checksums the first time a loader meets it.
+key, and counted in :meth:`TagDataModule.read_report` (see ``docs/reliability.md``). Each block
+of a track is checked against its checksum the first time a loader reads it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import os
 import random
-import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,23 +32,24 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from musictag.data.integrity import (
+from musictag.data.shards import (
+    AUDIO_EXTS,
+    COMPLETE,
     DECODE_ERRORS,
+    audio_info,
+    audio_member,
     check_sample,
     checksummed_shards,
-    read_shard_tolerant,
-)
-from musictag.data.shards import (
-    AUDIO_FORMATS,
-    CHECKSUMS_EXT,
-    TarMember,
-    audio_info,
     decode_audio,
     decode_json,
+    is_url,
     load_manifest,
+    read_shard,
+    sample_member,
     shard_urls,
 )
 from musictag.data.vocab import TagVocab
+from musictag.lightning_compat import epochs_processed
 from musictag.tta import eval_crop_starts, extract_crops
 
 __all__ = ["ReadReport", "SkippedTrack", "TagDataModule"]
@@ -57,10 +57,8 @@ __all__ = ["ReadReport", "SkippedTrack", "TagDataModule"]
 log = logging.getLogger(__name__)
 
 _VAL_SPLITS = ("val", "valid", "validation")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # pipe:, http://, s3://, file: (not C:\)
 _SEED_MASK = (1 << 63) - 1
-_AUDIO_EXTS = tuple(AUDIO_FORMATS.values())  # "flac" (audio_format flac), "wav" (pcm16)
-_MEMBERS = tuple(f".{ext}" for ext in (*_AUDIO_EXTS, "json"))  # .checksums.json ends so too
+_MEMBERS = tuple(f".{ext}" for ext in (*AUDIO_EXTS, "json"))  # .checksums.json ends so too
 _SKIPPED = "__skipped__"
 _POSITION = "__position__"  # of a sample in its local shard  # key of the skip notices a delivered sample carries to the main process
 
@@ -115,10 +113,6 @@ class ReadReport:
         return self.n_skipped
 
 
-def _is_url(s: str) -> bool:
-    return bool(_URL.match(s))
-
-
 def _expand_patterns(patterns: str | Sequence[str], base: Path | None) -> list[str]:
     """Expand shard patterns: brace ranges, globs (sorted), relative paths, URLs.
 
@@ -132,7 +126,7 @@ def _expand_patterns(patterns: str | Sequence[str], base: Path | None) -> list[s
     for pattern in patterns:
         # expand_urls: '::' separated lists, ${WDS_*} variables and {a..b} ranges, as webdataset
         for item in wds.shardlists.expand_urls(str(pattern)):
-            if _is_url(item):
+            if is_url(item):
                 urls.append(item)
                 continue
             path = Path(item).expanduser()
@@ -163,35 +157,17 @@ def _wanted_member(name: str) -> bool:
     return name.endswith(_MEMBERS)
 
 
-def _member(sample: dict[str, Any], *exts: str) -> bytes | TarMember:
-    """The first member with one of these extensions (``.flac`` or ``.wav`` for the audio)."""
-    for ext in exts:
-        if ext in sample:
-            return sample[ext]
-    for ext in exts:
-        for k, v in sample.items():  # keys holding dots give suffixes like "part2.flac"
-            if k.endswith("." + ext) and k != CHECKSUMS_EXT:
-                return v
-    raise ValueError(
-        f"sample {sample.get('__key__')!r} in {sample.get('__url__')!r} has no "
-        f"{' or '.join('.' + e for e in exts)} member"
-    )
-
-
 def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-    """Samples of each shard: local tars by seeking (audio read lazily), URLs by webdataset.
+    """Samples of each shard: local tars by seeking (audio read lazily), streams by webdataset.
 
     Damage to a shard itself (a damaged tar header, a shard gone) comes out as a sample holding
     only ``_SKIPPED``, so that it is reported like a damaged track and the pass goes on.
     """
     for source in sources:
         url = source["url"]
-        if _is_url(url):
-            yield from wds.tarfile_samples([source], select_files=_wanted_member)
-            continue
         damage: list[str] = []
         # A random crop then reads only its own bytes (pcm16) or FLAC frames.
-        samples = read_shard_tolerant(url, damage, select=_wanted_member, lazy=_AUDIO_EXTS)
+        samples = read_shard(url, select=_wanted_member, lazy=AUDIO_EXTS, on_damage=damage.append)
         for position, sample in enumerate(samples):
             sample[_POSITION] = position
             while damage:
@@ -246,11 +222,12 @@ class _TrackStream(IterableDataset):
         self.urls = list(urls)
         self.checksummed = {u for u in self.urls if os.path.realpath(u) in checksummed}
         self.verify = verify
-        # Tracks checked so far. Tracks of manifest shards have a slot (shard offset + position)
+        # Blocks checked so far. Tracks of manifest shards have a slot (shard offset + position)
         # in shared memory, so that every DataLoader worker of this stream knows what the others
-        # checked (shards move between workers from epoch to epoch); a slot holds the CRC-32 of
-        # the key (| 1), so a position shifted by a lost tar header never passes for checked.
-        self._verified: set[tuple[str, str]] = set()
+        # checked (shards move between workers from epoch to epoch): the CRC-32 of the key (| 1),
+        # so a position shifted by a lost tar header never passes for checked, and a bit per
+        # checksum block (_LEDGER_WORDS x 64 of them; blocks beyond are checked on every read).
+        self._verified: dict[tuple[str, str], set[int]] = {}
         self._slots: dict[str, int] = {}
         offset = 0
         for url in self.urls if verify else ():
@@ -259,6 +236,7 @@ class _TrackStream(IterableDataset):
                 self._slots[url] = offset
                 offset += int(count)
         self._checked = multiprocessing.RawArray("I", max(offset, 1))
+        self._blocks = multiprocessing.RawArray("Q", max(offset, 1) * _LEDGER_WORDS)
         self._offset_end = offset
         self.vocab = vocab
         self.sample_rate = sample_rate
@@ -372,31 +350,33 @@ class _TrackStream(IterableDataset):
             yield held
 
     def _check_once(self, sample: dict[str, Any]) -> None:
-        """Check the sample against its checksums, unless this stream already has.
+        """Check the sample against its checksums, skipping the blocks this stream has checked.
 
-        Once per track: a whole-member check on every random crop would read 8x the bytes of
-        a 30-s track (see docs/reliability.md).
+        Each block once per stream: checking what every random crop reads, every epoch, would
+        cost about a tenth of a pcm16 batch (see docs/reliability.md).
         """
         url, key = str(sample.get("__url__")), str(sample["__key__"])
         slot = self._slots.get(url)
         position = sample.get(_POSITION)
         if slot is not None and position is not None and slot + position < self._offset_end:
+            i = slot + position
             tag = zlib.crc32(key.encode("utf-8", "surrogateescape")) | 1
-            if self._checked[slot + position] != tag:
-                check_sample(sample, required=url in self.checksummed)
-                self._checked[slot + position] = tag
-        elif (url, key) not in self._verified:
-            check_sample(sample, required=url in self.checksummed)
-            self._verified.add((url, key))
+            if self._checked[i] != tag:
+                self._blocks[i * _LEDGER_WORDS : (i + 1) * _LEDGER_WORDS] = [0] * _LEDGER_WORDS
+                self._checked[i] = tag
+            done: Any = _SharedBlocks(self._blocks, i * _LEDGER_WORDS)
+        else:
+            done = self._verified.setdefault((url, key), set())
+        check_sample(sample, required=url in self.checksummed, done=done)
 
     def _item(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
         if self.verify:
             self._check_once(sample)
-        meta = decode_json(_member(sample, "json"))
+        meta = decode_json(sample_member(sample, "json"))
         target = self.vocab.encode(meta.get("tags", []))
         if self.drop_untagged and not target.any():
             return None
-        audio_bytes = _member(sample, *_AUDIO_EXTS)
+        audio_bytes = audio_member(sample)
         key = str(meta.get("key", sample["__key__"]))
         n, sr = audio_info(audio_bytes)
         if sr != self.sample_rate:
@@ -418,6 +398,34 @@ class _TrackStream(IterableDataset):
             "target": target,
             "key": key,
         }
+
+
+_LEDGER_WORDS = 4  # 255 blocks of 64 KiB (8.5 min of 16-kHz pcm16, longer in FLAC) ...
+_LEDGER_BITS = 64 * _LEDGER_WORDS - 1  # ... and a bit for COMPLETE
+
+
+class _SharedBlocks:
+    """The checked blocks of one track: bits of a shared-memory array (``in`` and ``add``).
+
+    Two workers setting bits of one word at once may lose one: that block is checked again.
+    """
+
+    __slots__ = ("words", "base")
+
+    def __init__(self, words: Any, base: int) -> None:
+        self.words = words
+        self.base = base
+
+    def __contains__(self, block: int) -> bool:
+        block = _LEDGER_BITS if block == COMPLETE else block
+        return block <= _LEDGER_BITS and bool(
+            self.words[self.base + (block >> 6)] >> (block & 63) & 1
+        )
+
+    def add(self, block: int) -> None:
+        block = _LEDGER_BITS if block == COMPLETE else block
+        if block <= _LEDGER_BITS:
+            self.words[self.base + (block >> 6)] |= 1 << (block & 63)
 
 
 class _WrongSampleRate(ValueError):
@@ -855,7 +863,7 @@ class TagDataModule(pl.LightningDataModule):
         # The epoch Lightning gives samplers (`set_epoch`). Resuming from an end-of-epoch
         # checkpoint, Lightning creates the first iterator while `current_epoch` still names the
         # finished epoch; `processed` already names the one to run.
-        return int(trainer.fit_loop.epoch_progress.current.processed)
+        return epochs_processed(trainer)
 
     def train_dataloader(self) -> DataLoader:
         """Training batches: one random crop per track, ``{"audio": [B, crop], ...}``."""

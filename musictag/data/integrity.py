@@ -1,8 +1,9 @@
 """Checking shards against the checksums written with them: per sample, and a whole shard set.
 
 Every sample written by :func:`~musictag.data.shards.write_shards` carries a
-``{key}.checksums.json`` member with the CRC-32 of its audio and JSON members, and the manifest
-holds the SHA-256 of every shard. :func:`check_sample` is what readers call on each sample;
+``{key}.checksums.json`` member with a digest of every 64-KiB block of its audio and JSON
+members, and the manifest holds the SHA-256 of every shard.
+:func:`~musictag.data.shards.check_sample` is what readers call on each sample;
 :func:`verify_shards` (``musictag verify``) checks everything: shards present, their hashes, every
 member's checksum, that every audio member decodes, and the sample counts of the manifest.
 Shards written before checksums existed are read unverified, and said to be.
@@ -12,45 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
 from .shards import (
-    AUDIO_FORMATS,
-    CHECKSUMS_EXT,
-    PARTS_DIR,
-    SHARD_HASH,
-    TarMember,
+    DECODE_ERRORS,
+    DamagedSampleError,
+    audio_member,
+    check_sample,
     decode_audio,
     load_manifest,
-    member_checksum,
     read_shard,
 )
+from .shards.format import PARTS_DIR, SHARD_HASH
 
-__all__ = [
-    "DECODE_ERRORS",
-    "DamagedSampleError",
-    "Problem",
-    "VerifyReport",
-    "check_sample",
-    "checksummed_shards",
-    "read_shard_tolerant",
-    "verify_shards",
-]
-
-_AUDIO_EXTS = tuple(AUDIO_FORMATS.values())
-# what reading a damaged sample can raise: our own ValueErrors (bad JSON, a damaged header),
-# libsndfile's errors, a short read
-DECODE_ERRORS = (ValueError, KeyError, TypeError, RuntimeError, OSError, sf.LibsndfileError)
-
-
-class DamagedSampleError(ValueError):
-    """A sample whose members do not match their checksums, or lack one (says which)."""
+__all__ = ["Problem", "VerifyReport", "verify_shards"]
 
 
 @dataclass(frozen=True)
@@ -103,93 +82,6 @@ class VerifyReport:
         return {(p.shard, p.key) for p in self.problems if p.key != "-"}
 
 
-def _bytes(member: bytes | TarMember) -> bytes:
-    return member.read_all() if isinstance(member, TarMember) else bytes(member)
-
-
-def check_sample(sample: Mapping[str, Any], required: bool = False) -> bool:
-    """Check a sample's members against its ``{key}.checksums.json`` record.
-
-    Args:
-        sample: A sample as :func:`~musictag.data.shards.read_shard` (or webdataset) yields it:
-            ``{"__key__": ..., ext: bytes | TarMember, ...}``.
-        required: The shard was written with checksums, so a sample without a record (its
-            header lost to damage) is damaged, not unverified.
-
-    Returns:
-        ``True`` when verified; ``False`` when the sample has no record and none is required.
-
-    Raises:
-        DamagedSampleError: naming the member and the problem.
-    """
-    record = sample.get(CHECKSUMS_EXT)
-    audio_present = any(e in sample for e in _AUDIO_EXTS)
-    if record is None:
-        if required:
-            missing = [] if audio_present else ["audio"]
-            missing += [] if "json" in sample else ["json"]
-            raise DamagedSampleError(
-                "its checksum record is missing"
-                + (f", and so is its {' and '.join(missing)} member" if missing else "")
-                + " (a damaged tar header)"
-            )
-        return False
-    try:
-        sums = json.loads(_bytes(record))["crc32"]
-        if not isinstance(sums, dict) or not sums:
-            raise ValueError("no crc32 entries")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise DamagedSampleError(f"its checksum record is damaged ({e})") from None
-    if not audio_present:
-        raise DamagedSampleError("its audio member is missing (a damaged tar header)")
-    for ext, expected in sums.items():
-        if ext not in sample:
-            raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
-        if member_checksum(_bytes(sample[ext])) != expected:
-            raise DamagedSampleError(f"checksum mismatch in its .{ext} member")
-    return True
-
-
-def read_shard_tolerant(path: str | Path, damage: list[str], **kwargs: Any) -> Iterator[dict]:
-    """:func:`~musictag.data.shards.read_shard` that never raises for damage.
-
-    A damaged tar header is appended to ``damage`` and reading resumes at the next intact one;
-    a shard that is gone or unreadable from some point on is appended too, and ends the samples.
-
-    Args:
-        path: A local tar file.
-        damage: Receives one line per problem (the caller reports them).
-        **kwargs: ``select`` and ``lazy`` of ``read_shard``.
-
-    Yields:
-        The samples that could be read.
-    """
-    samples = read_shard(path, on_damage=damage.append, **kwargs)
-    while True:
-        try:
-            sample = next(samples)
-        except StopIteration:
-            return
-        except DECODE_ERRORS as e:
-            damage.append(
-                "unreadable from here on: " + " ".join(f"{type(e).__name__}: {e}".split())
-            )
-            return
-        yield sample
-
-
-def checksummed_shards(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """``{absolute shard path: SHA-256}`` of the manifest's shards written with checksums."""
-    root = Path(manifest["_dir"])
-    out = {}
-    for split in manifest["splits"].values():
-        hashes = split.get(f"shard_{SHARD_HASH}") or [None] * len(split["shards"])
-        for name, digest in zip(split["shards"], hashes, strict=True):
-            if digest:
-                out[os.path.realpath(root / name)] = digest
-    return out
-
-
 def _file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -216,15 +108,12 @@ def _shard_problems(root: Path, name: str, expected_count: int, digest: str | No
         yield Problem(name, "-", f"shard {SHARD_HASH} mismatch: the file differs from when written")
     damage: list[str] = []
     seen: list[str] = []
-    for sample in read_shard_tolerant(path, damage):
+    for sample in read_shard(path, on_damage=damage.append):
         key = str(sample["__key__"])
         seen.append(key)
         try:
-            check_sample(sample, required=digest is not None)
-            audio = next(sample[e] for e in _AUDIO_EXTS if e in sample)
-            decode_audio(audio)
-        except StopIteration:
-            yield Problem(name, key, "no audio member")
+            check_sample(sample, required=digest is not None, full=True)
+            decode_audio(audio_member(sample))
         except DECODE_ERRORS as e:
             yield Problem(name, key, _what(e))
     for d in damage:

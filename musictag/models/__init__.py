@@ -1,7 +1,7 @@
-"""Pure ``torch.nn`` backbones, one file per family, plus the model registry.
+"""Pure ``torch.nn`` backbones, one file per family, registered by family name in ``BACKBONES``.
 
-Backbones are registered by family name in ``BACKBONES``; named, configured taggers (presets with
-default input length, sample rate and frontend) are registered in :mod:`musictag.models.registry`.
+This package imports nothing of musictag above it. Named, configured taggers (presets with their
+input length, sample rate and frontend) are registered in :mod:`musictag.presets.registry`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,7 @@ from .fcn import FCN
 from .harmonic import HarmonicCNN, HarmonicSTFT
 from .musicnn import Musicnn
 from .nonlocal_block import NonLocal2d, insert_nonlocal
-from .registry import (
-    BACKBONES,
-    ModelEntry,
-    build_backbone,
-    create_model,
-    list_models,
-    model_entry,
-    register_backbone,
-    register_model,
-)
+from .registry import BACKBONES, build_backbone, register_backbone
 from .resnet import ResNet
 from .samplecnn import SampleCNN
 from .sequence import MelGRU, MelTransformer
@@ -38,8 +29,8 @@ register_backbone("short_chunk_cnn", ShortChunkCNN)
 register_backbone("short_chunk_resnet", ShortChunkResNet)
 register_backbone("harmonic_cnn", HarmonicCNN)
 register_backbone("cnnsa", CNNSA)
-register_backbone("mel_gru", MelGRU)
-register_backbone("mel_transformer", MelTransformer)
+register_backbone("gru", MelGRU)
+register_backbone("transformer", MelTransformer)
 register_backbone("resnet", ResNet)
 register_backbone("compact_cnn", CompactCNN)
 register_backbone("transfer", TransferBackbone)
@@ -63,11 +54,6 @@ __all__ = [
     "ShortChunkResNet",
     "TransferBackbone",
     "insert_nonlocal",
-    "ModelEntry",
     "build_backbone",
-    "create_model",
-    "list_models",
-    "model_entry",
     "register_backbone",
-    "register_model",
 ]

@@ -29,7 +29,7 @@ from .shortchunk import Res2d
 
 __all__ = ["BertEncoder", "BertPooler", "CNNSA", "cls_vector"]
 
-_STRIDES = (2, 2, 2, (2, 1), (2, 1), (2, 1), (2, 1))
+_STRIDES = ((2, 2), (2, 2), (2, 2), (2, 1), (2, 1), (2, 1), (2, 1))
 _CHANNELS = (128, 128, 256, 256, 256, 256, 256)
 
 

@@ -42,7 +42,7 @@ class FCN(Backbone):
     """
 
     # The pools are sized to the published input: a short clip zero-padded to it scores closer
-    # to its longer context than the clip alone (benchmarks/predict_limit.py notes), so
+    # to its longer context than the clip alone (measured: docs/inference.md, Speed), so
     # inference pads short clips for this backbone (musictag.inference.Inference, pad_short).
     fixed_input_length = True
 

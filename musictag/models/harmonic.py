@@ -12,9 +12,6 @@ frontend ``BatchNorm2d(6)``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -200,8 +197,10 @@ class HarmonicCNN(Backbone):
         n_harmonic: Number of harmonics (frontend; input channels of ``layer1``).
         semitone_scale: Filters per semitone (frontend).
         learn_bw: ``"only_Q"`` or ``"fix"`` (frontend).
+        hop_length: Hop of the harmonic STFT (frontend); ``None``: ``n_fft // 2``.
+        bw_Q: Initial bandwidth factor ``Q`` of the harmonic filters (frontend).
+        amin: Floor before the logarithm (frontend).
         harmonic_frontend: Own the harmonic frontend (waveform input) or not (spectrogram input).
-        hstft_kwargs: Further :class:`HarmonicSTFT` settings (``hop_length``, ``bw_Q``, ``amin``).
 
     Shape:
         input: ``[batch, 1, samples]`` (``harmonic_frontend=True``) or
@@ -218,8 +217,10 @@ class HarmonicCNN(Backbone):
         n_harmonic: int = 6,
         semitone_scale: int = 2,
         learn_bw: str = "only_Q",
+        hop_length: int | None = None,
+        bw_Q: float = 1.0,
+        amin: float = 1e-10,
         harmonic_frontend: bool = True,
-        hstft_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if harmonic_frontend:
@@ -229,8 +230,10 @@ class HarmonicCNN(Backbone):
                 n_harmonic=n_harmonic,
                 semitone_scale=semitone_scale,
                 learn_bw=learn_bw,
+                hop_length=hop_length,
+                bw_Q=bw_Q,
+                amin=amin,
                 standardize=False,
-                **dict(hstft_kwargs or {}),
             )
             self.hstft_bn = nn.BatchNorm2d(n_harmonic)
         else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["CNNSATagger"]
 
@@ -33,6 +34,7 @@ class CNNSATagger(Tagger):
         hidden_dropout: Encoder hidden dropout.
         attention_dropout: Encoder attention-probability dropout.
         position_embeddings: Add BERT-style learned position embeddings (not published).
+        max_positions: Number of learned positions (tokens including [CLS]).
         nonlocal_after: CNN stages to follow with a non-local block (e.g. ``["layer4"]``).
         sample_rate: Input sample rate in Hz.
         crop_samples: Input length in samples.
@@ -46,6 +48,9 @@ class CNNSATagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "cnnsa"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -58,38 +63,23 @@ class CNNSATagger(Tagger):
         hidden_dropout: float = 0.4,
         attention_dropout: float = 0.5,
         position_embeddings: bool = False,
+        max_positions: int = 700,
         nonlocal_after: Sequence[str] = (),
         sample_rate: int = 16000,
         crop_samples: int = 240000,
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(CNNSATagger, locals())
         super().__init__(
-            backbone="cnnsa",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={
-                "channels": list(channels),
-                "strides": [list(s) if isinstance(s, Sequence) else s for s in strides],
-                "heads": heads,
-                "layers": layers,
-                "intermediate": intermediate,
-                "hidden_dropout": hidden_dropout,
-                "attention_dropout": attention_dropout,
-                "position_embeddings": position_embeddings,
-            },
-            nonlocal_after=nonlocal_after,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 
 
 register_model(
     ModelEntry(
-        name="attention",
+        name="cnnsa",
         tagger=CNNSATagger,
         paper="Won et al. 2019, Toward interpretable music tagging with self-attention",
         published={

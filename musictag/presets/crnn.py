@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["CRNNTagger"]
 
@@ -39,6 +40,9 @@ class CRNNTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "crnn"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -54,24 +58,10 @@ class CRNNTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(CRNNTagger, locals())
         super().__init__(
-            backbone="crnn",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={
-                "channels": list(channels),
-                "pools": [list(p) for p in pools],
-                "gru_hidden": gru_hidden,
-                "gru_layers": gru_layers,
-                "freq_reduce": freq_reduce,
-                "readout": readout,
-            },
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
-        # record this preset's own arguments, so load_from_checkpoint rebuilds a CRNNTagger
         self.save_preset_hyperparameters()
 
 

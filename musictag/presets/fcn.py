@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["FCNTagger"]
 
@@ -34,6 +35,9 @@ class FCNTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "fcn"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -45,17 +49,10 @@ class FCNTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(FCNTagger, locals())
         super().__init__(
-            backbone="fcn",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={"channels": list(channels), "pools": [list(p) for p in pools]},
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
-        # record this preset's own arguments, so load_from_checkpoint rebuilds an FCNTagger
         self.save_preset_hyperparameters()
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["HarmonicCNNTagger"]
 
@@ -19,9 +21,9 @@ class HarmonicCNNTagger(Tagger):
     (3,631,551 parameters; 80,000-sample (5-s) input at 16 kHz, n_fft 512, 6 harmonics,
     2 filters per semitone from C1, learnable ``Q``).
 
-    The harmonic frontend is owned by the backbone (``backbone.hstft``, ``backbone.hstft_bn``) and
-    the Tagger frontend is ``"waveform"`` (identity), because the frontend registry does not list
-    the harmonic STFT yet; the parameters and outputs are the same either way.
+    The harmonic frontend is the backbone's first layer (``backbone.hstft``, ``backbone.hstft_bn``,
+    as published, so the published state_dict names map 1:1) and its settings are backbone
+    settings; the Tagger frontend is ``"waveform"`` (identity).
 
     Args:
         n_tags: Number of output tags.
@@ -30,12 +32,15 @@ class HarmonicCNNTagger(Tagger):
         n_harmonic: Number of harmonics.
         semitone_scale: Filters per semitone.
         learn_bw: ``"only_Q"`` (learnable bandwidth factor, as published) or ``"fix"``.
-        n_fft: FFT size of the harmonic STFT (hop ``n_fft // 2``).
+        n_fft: FFT size of the harmonic STFT.
+        hop_length: Hop of the harmonic STFT; ``None``: ``n_fft // 2``.
+        bw_Q: Initial bandwidth factor ``Q`` of the harmonic filters.
+        amin: Floor before the logarithm.
         nonlocal_after: Backbone stages to follow with a non-local block (e.g. ``["layer4"]``).
         sample_rate: Input sample rate in Hz.
         crop_samples: Input length in samples.
-        frontend_kwargs: Further :class:`~musictag.models.harmonic.HarmonicSTFT` settings
-            (``hop_length``, ``bw_Q``, ``amin``).
+        frontend_kwargs: Deprecated: the harmonic STFT's ``hop_length``, ``bw_Q``, ``amin``, as
+            musictag < 0.2 took them (old checkpoints still hold them here).
         **kwargs: Any other :class:`~musictag.tagger.Tagger` argument.
 
     Example:
@@ -45,6 +50,9 @@ class HarmonicCNNTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "harmonic_cnn"
+    FRONTEND = "waveform"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -53,36 +61,35 @@ class HarmonicCNNTagger(Tagger):
         semitone_scale: int = 2,
         learn_bw: str = "only_Q",
         n_fft: int = 512,
+        hop_length: int | None = None,
+        bw_Q: float = 1.0,
+        amin: float = 1e-10,
         nonlocal_after: Sequence[str] = (),
         sample_rate: int = 16000,
         crop_samples: int = 80000,
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if frontend_kwargs:  # musictag < 0.2 took the harmonic STFT's settings here
+            warnings.warn(
+                "HarmonicCNNTagger: pass hop_length, bw_Q and amin by name, not in frontend_kwargs",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            hop_length = frontend_kwargs.get("hop_length", hop_length)
+            bw_Q = frontend_kwargs.get("bw_Q", bw_Q)
+            amin = frontend_kwargs.get("amin", amin)
+            frontend_kwargs = None
+        args, backbone = preset_args(HarmonicCNNTagger, locals())
         super().__init__(
-            backbone="harmonic_cnn",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="waveform",
-            backbone_kwargs={
-                "n_channels": n_channels,
-                "sample_rate": sample_rate,
-                "n_fft": n_fft,
-                "n_harmonic": n_harmonic,
-                "semitone_scale": semitone_scale,
-                "learn_bw": learn_bw,
-                "hstft_kwargs": dict(frontend_kwargs or {}),
-            },
-            nonlocal_after=nonlocal_after,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 
 
 register_model(
     ModelEntry(
-        name="hcnn",
+        name="harmonic_cnn",
         tagger=HarmonicCNNTagger,
         paper="Won et al. 2020, Data-driven harmonic filters for audio representation learning",
         published={

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["MusicnnTagger"]
 
@@ -26,7 +27,11 @@ class MusicnnTagger(Tagger):
         embed_dim: Dense layer size = embedding size (200 for MTAT/Jamendo, 500 for MSD).
         vertical_heights: Heights of the vertical filters; ``None``: ``int(0.7·n_mels)``,
             ``int(0.4·n_mels)``.
+        vertical_width: Width of the vertical filters in frames.
+        vertical_filters: Filters per vertical shape.
         horizontal_lengths: Lengths of the horizontal filters in frames.
+        horizontal_filters: Filters per horizontal length.
+        backend_kernel: Kernel size of the back-end convolutions.
         sample_rate: Input sample rate in Hz.
         crop_samples: Input length in samples (48,000 = 3 s, the published length).
         frontend_kwargs: Further :class:`~musictag.frontend.LogMelFrontend` settings.
@@ -39,6 +44,9 @@ class MusicnnTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "musicnn"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -46,28 +54,20 @@ class MusicnnTagger(Tagger):
         backend_channels: int = 64,
         embed_dim: int = 200,
         vertical_heights: Sequence[int] | None = None,
+        vertical_width: int = 7,
+        vertical_filters: int = 204,
         horizontal_lengths: Sequence[int] = (129, 65, 33),
+        horizontal_filters: int = 51,
+        backend_kernel: int = 7,
         sample_rate: int = 16000,
         crop_samples: int = 48000,
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(MusicnnTagger, locals())
         super().__init__(
-            backbone="musicnn",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={
-                "backend_channels": backend_channels,
-                "embed_dim": embed_dim,
-                "vertical_heights": None if vertical_heights is None else list(vertical_heights),
-                "horizontal_lengths": list(horizontal_lengths),
-            },
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
-        # record this preset's own arguments, so load_from_checkpoint rebuilds a MusicnnTagger
         self.save_preset_hyperparameters()
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["ResNetTagger"]
 
@@ -41,6 +42,9 @@ class ResNetTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "resnet"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -56,22 +60,9 @@ class ResNetTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(ResNetTagger, locals())
         super().__init__(
-            backbone="resnet",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={
-                "channels": list(channels),
-                "blocks": list(blocks),
-                "pools": [list(p) for p in pools],
-                "dropout": dropout,
-                "pooling": pooling,
-            },
-            nonlocal_after=nonlocal_after,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 

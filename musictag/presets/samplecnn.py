@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["SampleCNNTagger"]
 
@@ -28,6 +29,10 @@ class SampleCNNTagger(Tagger):
         fc: Add ``dense1 → bn → ReLU`` of the same width before the head.
         final_conv: Add the 1×1 block after the pooled blocks (Won et al.; Kim et al. have none).
         channels: Output channels of the nine pooled blocks.
+        stem_channels: Output channels of the strided stem.
+        kernel_size: Kernel size of the stem and the pooled blocks.
+        pool: Max-pool size (and stem stride) of the pooled blocks; the input length that pools to
+            one frame is ``pool ** (len(channels) + 1)``.
         sample_rate: Input sample rate in Hz.
         crop_samples: Input length in samples (59,049 = 3^10, pooled to exactly one frame).
         frontend_kwargs: Further :class:`~musictag.frontend.WaveformFrontend` settings.
@@ -40,6 +45,9 @@ class SampleCNNTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "samplecnn"
+    FRONTEND = "waveform"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -49,29 +57,18 @@ class SampleCNNTagger(Tagger):
         fc: bool = False,
         final_conv: bool = True,
         channels: Sequence[int] = (128, 128, 256, 256, 256, 256, 256, 256, 512),
+        stem_channels: int = 128,
+        kernel_size: int = 3,
+        pool: int = 3,
         sample_rate: int = 16000,
         crop_samples: int = 59049,
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(SampleCNNTagger, locals())
         super().__init__(
-            backbone="samplecnn",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="waveform",
-            frontend_kwargs=dict(frontend_kwargs or {}),
-            backbone_kwargs={
-                "block": block,
-                "channels": list(channels),
-                "amplifying_ratio": amplifying_ratio,
-                "final_conv": final_conv,
-                "multi_level": multi_level,
-                "fc": fc,
-            },
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
-        # record this preset's own arguments, so load_from_checkpoint rebuilds a SampleCNNTagger
         self.save_preset_hyperparameters()
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["GRUTagger", "TransformerTagger"]
 
@@ -47,6 +48,9 @@ class GRUTagger(Tagger):
         torch.Size([2, 163])
     """
 
+    BACKBONE = "gru"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -63,23 +67,9 @@ class GRUTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(GRUTagger, locals())
         super().__init__(
-            backbone="mel_gru",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={
-                "d_model": d_model,
-                "hidden": hidden,
-                "layers": layers,
-                "bidirectional": bidirectional,
-                "dropout": dropout,
-                "pooling": pooling,
-                "mlp_dim": mlp_dim,
-            },
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 
@@ -119,6 +109,9 @@ class TransformerTagger(Tagger):
         torch.Size([2, 163])
     """
 
+    BACKBONE = "transformer"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -137,25 +130,9 @@ class TransformerTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(TransformerTagger, locals())
         super().__init__(
-            backbone="mel_transformer",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={
-                "d_model": d_model,
-                "heads": heads,
-                "layers": layers,
-                "dim_feedforward": dim_feedforward,
-                "dropout": dropout,
-                "positional": positional,
-                "max_len": max_len,
-                "pooling": pooling,
-                "mlp_dim": mlp_dim,
-            },
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 

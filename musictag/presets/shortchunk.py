@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.registry import ModelEntry, register_model
 from ..tagger import Tagger
+from .base import preset_args
+from .registry import ModelEntry, register_model
 
 __all__ = ["ShortChunkCNNTagger", "ShortChunkResNetTagger"]
 
@@ -41,6 +42,9 @@ class ShortChunkCNNTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "short_chunk_cnn"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -53,16 +57,9 @@ class ShortChunkCNNTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(ShortChunkCNNTagger, locals())
         super().__init__(
-            backbone="short_chunk_cnn",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={"channels": list(channels), "embed_dim": embed_dim},
-            nonlocal_after=nonlocal_after,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 
@@ -93,6 +90,9 @@ class ShortChunkResNetTagger(Tagger):
         torch.Size([2, 50])
     """
 
+    BACKBONE = "short_chunk_resnet"
+    FRONTEND = "logmel"
+
     def __init__(
         self,
         n_tags: int = 50,
@@ -105,23 +105,16 @@ class ShortChunkResNetTagger(Tagger):
         frontend_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        args, backbone = preset_args(ShortChunkResNetTagger, locals())
         super().__init__(
-            backbone="short_chunk_resnet",
-            n_tags=n_tags,
-            sample_rate=sample_rate,
-            crop_samples=crop_samples,
-            frontend="logmel",
-            frontend_kwargs={"n_mels": n_mels, **dict(frontend_kwargs or {})},
-            backbone_kwargs={"channels": list(channels), "embed_dim": embed_dim},
-            nonlocal_after=nonlocal_after,
-            **kwargs,
+            self.BACKBONE, frontend=self.FRONTEND, backbone_kwargs=backbone, **args, **kwargs
         )
         self.save_preset_hyperparameters()
 
 
 register_model(
     ModelEntry(
-        name="short",
+        name="short_chunk_cnn",
         tagger=ShortChunkCNNTagger,
         paper=_PAPER,
         published={
@@ -138,7 +131,7 @@ register_model(
 
 register_model(
     ModelEntry(
-        name="short_res",
+        name="short_chunk_resnet",
         tagger=ShortChunkResNetTagger,
         paper=_PAPER,
         published={
@@ -155,7 +148,7 @@ register_model(
 
 register_model(
     ModelEntry(
-        name="short_res_nonlocal",
+        name="short_chunk_resnet_nonlocal",
         tagger=ShortChunkResNetTagger,
         kwargs={"nonlocal_after": ["layer2", "layer3"]},
         paper=_PAPER + "; non-local blocks: Wang et al. 2018, Non-local neural networks",

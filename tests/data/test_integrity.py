@@ -14,12 +14,18 @@ import pytest
 import pytorch_lightning as pl
 import soundfile as sf
 import torch
+import xxhash
 
 from musictag import CRNNTagger, TagDataModule
 from musictag.commands import main as musictag
-from musictag.data.integrity import DamagedSampleError, check_sample, verify_shards
+from musictag.data.integrity import verify_shards
 from musictag.data.shards import (
+    COMPLETE,
     AudioItem,
+    DamagedSampleError,
+    check_sample,
+    checksum_record,
+    decode_audio,
     load_manifest,
     member_checksum,
     read_shard,
@@ -96,7 +102,8 @@ def test_every_member_has_a_checksum_and_every_shard_a_hash(clean):
     manifest = load_manifest(clean)
     assert manifest["checksums"] == {
         "shard": "sha256",
-        "member": "crc32",
+        "member": "xxh3_64",
+        "member_block": 65536,
         "member_ext": "checksums.json",
     }
     import hashlib
@@ -105,11 +112,15 @@ def test_every_member_has_a_checksum_and_every_shard_a_hash(clean):
         for name, digest in zip(split["shards"], split["shard_sha256"], strict=True):
             assert hashlib.sha256((clean / name).read_bytes()).hexdigest() == digest
     sample = next(read_shard(shard_urls(clean, "train")[0]))
-    sums = json.loads(sample["checksums.json"])["crc32"]
-    assert sums == {
-        "flac": member_checksum(sample["flac"]),
-        "json": member_checksum(sample["json"]),
+    record = json.loads(sample["checksums.json"])
+    assert record["version"] == 2 and record["hash"] == "xxh3_64"
+    assert record["blocks"] == {
+        "flac": xxhash.xxh3_64_hexdigest(sample["flac"]),  # one block: 0.6 s of FLAC
+        "json": xxhash.xxh3_64_hexdigest(sample["json"]),
     }
+    assert sample["checksums.json"] == checksum_record(
+        {"flac": sample["flac"], "json": sample["json"]}
+    )
     assert check_sample(sample, required=True)
     changed = dict(sample, flac=sample["flac"][:-1] + bytes([sample["flac"][-1] ^ 1]))
     with pytest.raises(DamagedSampleError, match="checksum mismatch in its .flac member"):
@@ -118,6 +129,42 @@ def test_every_member_has_a_checksum_and_every_shard_a_hash(clean):
     assert check_sample(no_record) is False  # a shard written before checksums: unverified
     with pytest.raises(DamagedSampleError, match="checksum record is missing"):
         check_sample(no_record, required=True)
+
+
+def test_version_1_records_still_verify(clean):
+    """Shards written before blocks carry one CRC-32 per whole member: still checked."""
+    sample = next(read_shard(shard_urls(clean, "train")[0]))
+    sums = {"flac": member_checksum(sample["flac"]), "json": member_checksum(sample["json"])}
+    old = dict(sample, **{"checksums.json": json.dumps({"crc32": sums}).encode()})
+    done: set[int] = set()
+    assert check_sample(old, required=True, done=done) and done == {COMPLETE}
+    changed = dict(old, flac=sample["flac"][:-1] + bytes([sample["flac"][-1] ^ 1]))
+    with pytest.raises(DamagedSampleError, match="checksum mismatch in its .flac member"):
+        check_sample(changed)
+    assert check_sample(changed, done=done)  # already checked whole by this reader
+
+
+def test_a_crop_checks_only_the_blocks_it_reads(tmp_path):
+    """pcm16, 4 s at 16 kHz: 2 blocks of 64 KiB; damage in the second is met when read."""
+    wav = tmp_path / "long.wav"
+    sf.write(wav, np.random.default_rng(0).uniform(-0.5, 0.5, 4 * 16000), 16000, "PCM_16")
+    out = tmp_path / "shards"
+    write_shards([AudioItem(wav, tags=("rock",))], out, audio_format="pcm16", progress=False)
+    (url,) = shard_urls(out, "train")
+    member = next(read_shard(url))["wav"]
+    data = bytearray(Path(url).read_bytes())
+    data[data.index(member) + 100_000] ^= 0xFF  # in the second block
+    Path(url).write_bytes(bytes(data))
+    samples = read_shard(url, lazy=["wav"])  # the members are valid while it is open
+    sample = next(samples)
+    done: set[int] = set()
+    assert check_sample(sample, required=True, done=done) and done == set()
+    crop = decode_audio(sample["wav"], 0, 16000)  # bytes 44 .. 32044: block 0 only
+    assert crop.shape == (16000,) and done == {0}  # (COMPLETE once block 1 is checked too)
+    with pytest.raises(DamagedSampleError, match=r"\.wav member \(bytes 65536-"):
+        decode_audio(sample["wav"], 3 * 16000, 16000)
+    report = verify_shards(out)
+    assert report.damaged_keys == {(Path(url).name, "long")}  # and the shard's sha256
 
 
 def test_verify_passes_a_clean_copy_and_names_every_damaged_track(clean, damaged, capsys):

@@ -25,6 +25,7 @@ from musictag.data.shards import (
     read_shard,
     shard_urls,
     write_shards,
+    writer,
 )
 
 SR = 16000
@@ -251,7 +252,7 @@ def test_broken_files_are_skipped(corpus, tmp_path, caplog):
     for name in broken:
         assert str(bad / name) in caplog.text
     assert report.n_written == len(good)
-    assert sorted(_read_all(out)) == sorted(shards._make_key(i.track_id) for i in good)
+    assert sorted(_read_all(out)) == sorted(writer._make_key(i.track_id) for i in good)
 
     rows = (out / "failures.tsv").read_text().splitlines()
     assert rows[0] == "split\ttrack_id\tpath\treason"
@@ -282,7 +283,7 @@ def test_resume_after_deleting_shards(corpus, reference, tmp_path):
 
 
 def test_resume_after_crash(corpus, reference, tmp_path, monkeypatch):
-    real = shards._write_shard
+    real = writer._write_shard
     calls = []
 
     def crash_after_two(task, on_item=None):
@@ -292,11 +293,11 @@ def test_resume_after_crash(corpus, reference, tmp_path, monkeypatch):
         return real(task, on_item)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(shards, "_write_shard", crash_after_two)
+    monkeypatch.setattr(writer, "_write_shard", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         write_shards(corpus, out, max_samples_per_shard=2, progress=False)
     assert not (out / "manifest.json").exists()
-    monkeypatch.setattr(shards, "_write_shard", real)
+    monkeypatch.setattr(writer, "_write_shard", real)
 
     report = write_shards(corpus, out, max_samples_per_shard=2, progress=False)
     assert report.n_skipped_shards == 2

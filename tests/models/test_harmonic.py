@@ -97,3 +97,16 @@ def test_bad_settings_are_rejected():
         HarmonicSTFT(learn_bw="all")
     with pytest.raises(ValueError, match="batch, samples"):
         HarmonicSTFT()(torch.randn(1, 1, 1000))
+
+
+def test_harmonic_stft_settings_are_named_arguments():
+    from musictag.presets import HarmonicCNNTagger
+
+    model = HarmonicCNNTagger(n_channels=4, hop_length=128, bw_Q=2.0)
+    assert model.backbone.hstft.spec.hop_length == 128
+    assert float(model.backbone.hstft.bw_Q) == 2.0
+    # the way of musictag < 0.2, still in old checkpoints' hyperparameters
+    with pytest.warns(DeprecationWarning, match="hop_length, bw_Q and amin by name"):
+        old = HarmonicCNNTagger(n_channels=4, frontend_kwargs={"hop_length": 128, "bw_Q": 2.0})
+    assert old.backbone.hstft.spec.hop_length == 128 and float(old.backbone.hstft.bw_Q) == 2.0
+    assert old.hparams.hop_length == 128 and old.hparams.frontend_kwargs is None

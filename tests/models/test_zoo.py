@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import pytest
 import pytorch_lightning as pl
 import torch
 
 from musictag import list_models, load_tagger, model_entry
+from musictag.models import BACKBONES
 
 ALL = list_models()
 N_TAGS = 50
@@ -76,10 +80,10 @@ def test_published_counts_cover_the_published_architectures():
         "musicnn_msd",
         "samplecnn",
         "samplecnn_se",
-        "short",
-        "short_res",
-        "hcnn",
-        "attention",
+        "short_chunk_cnn",
+        "short_chunk_resnet",
+        "harmonic_cnn",
+        "cnnsa",
     } <= with_counts
 
 
@@ -112,3 +116,46 @@ def test_training_step_and_checkpoint_round_trip(model, tmp_path):
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(x), restored(x))
+
+
+# backbone settings a preset does not expose: the frontend decides them
+_NOT_PRESET_SETTINGS = {"in_channels", "n_mels", "harmonic_frontend"}
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+@pytest.mark.parametrize("preset", sorted({model_entry(n).tagger for n in ALL}, key=str))
+def test_preset_exposes_every_backbone_setting_with_its_default(preset):
+    preset_params = inspect.signature(preset).parameters
+    backbone = BACKBONES[preset.BACKBONE]
+    for name, param in inspect.signature(backbone).parameters.items():
+        if name in _NOT_PRESET_SETTINGS:
+            continue
+        assert name in preset_params, f"{preset.__name__} hides {backbone.__name__}'s {name!r}"
+        assert _plain(preset_params[name].default) == _plain(param.default), (
+            f"{preset.__name__}({name}={preset_params[name].default!r}) differs from "
+            f"{backbone.__name__}({name}={param.default!r})"
+        )
+
+
+def test_family_names_are_one_name():
+    # registry name == backbone name == class name in snake_case without "Tagger"
+    for name in ALL:
+        preset = model_entry(name).tagger
+        assert name.startswith(preset.BACKBONE), (name, preset.BACKBONE)
+        snake = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", preset.__name__.removesuffix("Tagger")).lower()
+        assert snake.replace("_", "") == preset.BACKBONE.replace("_", ""), (preset, snake)
+
+
+@pytest.mark.parametrize("preset", sorted({model_entry(n).tagger for n in ALL}, key=str))
+def test_lightning_cli_sees_the_preset_arguments(preset):
+    # LightningCLI (jsonargparse) follows **kwargs into Tagger, minus what the preset fills itself
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(preset, "model")
+    names = {k.removeprefix("model.") for k in vars(parser.get_defaults().model)}
+    assert {"lr", "tags", "head_dropout"} <= names
+    assert not {"backbone", "backbone_kwargs", "frontend"} & names

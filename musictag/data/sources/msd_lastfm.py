@@ -6,12 +6,13 @@ number is its rowid), ``tags(tag)`` (a tag's number is its rowid) and ``tid_tag(
 they are cleaned following the urop2019 pipeline (pukkapies/urop2019, ``million-song-cleaning``):
 lower-casing, spelling variants merged, non-genre tags dropped, the vocal tags (``male``,
 ``female``, ``rap``, ``instrumental``) gathered from hand-checked lists, then a popularity
-threshold and an optional top-k. :func:`build_tag_map` documents each step.
+threshold (the top-k, if any, is chosen by the data module). :func:`build_tag_map` documents each
+step.
 
 Splits come from the published lists: Choi's ``MSD_split_for_tagging`` text files or Won/Lee's
-``filtered_list_{train,test}.cP`` pickles, which are read by a restricted reader that only
-accepts lists and dicts of strings and integers (:func:`read_plain_pickle`): nothing is ever
-unpickled. The format, options and quirks are described in ``docs/datasets.md``.
+``filtered_list_{train,test}.cP`` pickles, which are read by an unpickler that refuses every
+global and accepts only lists and dicts of strings and integers (:func:`read_plain_pickle`): no
+class is built and no code runs. The format, options and quirks are described in ``docs/datasets.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import difflib
 import logging
 import math
 import os
-import pickletools
+import pickle
 import re
 import sqlite3
 from collections import Counter
@@ -137,29 +138,39 @@ def read_id_list(path: str | os.PathLike[str]) -> list[str]:
     return ids
 
 
-_PICKLE_STR = {
-    "STRING",
-    "BINSTRING",
-    "SHORT_BINSTRING",
-    "UNICODE",
-    "BINUNICODE",
-    "SHORT_BINUNICODE",
-    "BINUNICODE8",
-    "BINBYTES",
-    "SHORT_BINBYTES",
-    "BINBYTES8",
-}
-_PICKLE_INT = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global, so no class is built and no code runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(
+            f"global {module}.{name} is not allowed: only lists and dicts of strings and "
+            "integers are read"
+        )
+
+
+def _as_str(obj: Any) -> Any:
+    # py2 str pickles and protocol-3 bytes hold the ids as bytes
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8")
+    if isinstance(obj, list):
+        return [_as_str(v) for v in obj]
+    if isinstance(obj, dict):
+        return {_as_str(k): _as_str(v) for k, v in obj.items()}
+    if isinstance(obj, (str, int)):
+        return obj
+    raise ValueError(
+        f"a {type(obj).__name__} is not allowed: only lists and dicts of strings and integers"
+    )
 
 
 def read_plain_pickle(path: str | os.PathLike[str]) -> list | dict:
-    """Read a pickle that holds only a list or dict of strings and integers, without unpickling.
+    """Read a pickle that holds only a list or dict of strings and integers.
 
-    The opcodes are parsed with :func:`pickletools.genops` and interpreted by a tiny stack machine
-    that knows only lists, dicts, strings, bytes (decoded as UTF-8) and integers. Any other opcode
-    (``GLOBAL``, ``REDUCE``, ``BUILD``, ...) is refused, so no code from the file can run. This
-    reads Won/Lee's ``filtered_list_{train,test}.cP`` (protocol 0 lists of strings) and the
-    ``MSD_id_to_7D_id.pkl`` / ``7D_id_to_path.pkl`` dicts.
+    The unpickler refuses every global (``GLOBAL``, ``STACK_GLOBAL``, extension codes), so no
+    class can be built and no code from the file can run (the "Restricting Globals" recipe of the
+    :mod:`pickle` docs, with nothing allowed). This reads Won/Lee's ``filtered_list_{train,test}.cP``
+    (protocol 0 lists of py2 strings) and the ``MSD_id_to_7D_id.pkl`` / ``7D_id_to_path.pkl``
+    dicts; bytes are decoded as UTF-8.
 
     Args:
         path: The pickle file.
@@ -169,80 +180,20 @@ def read_plain_pickle(path: str | os.PathLike[str]) -> list | dict:
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: On an opcode outside that subset, a malformed pickle, or a top-level object
-            that is not a list or dict; the message names the file and the byte offset.
+        ValueError: On a global, a malformed pickle, or a top-level object that is not a list or
+            dict; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pickle file {path} not found")
-    data = path.read_bytes()
-    stack: list[Any] = []
-    marks: list[int] = []
-    memo: dict[int, Any] = {}
-    pos = 0
-
-    def pop_mark() -> list[Any]:
-        k = marks.pop()
-        items = stack[k:]
-        del stack[k:]
-        return items
-
     try:
-        for op, arg, pos in pickletools.genops(data):
-            name = op.name
-            if name in ("PROTO", "FRAME"):
-                continue
-            if name == "MARK":
-                marks.append(len(stack))
-            elif name == "EMPTY_LIST":
-                stack.append([])
-            elif name == "EMPTY_DICT":
-                stack.append({})
-            elif name == "LIST":
-                stack.append(pop_mark())
-            elif name == "DICT":
-                items = pop_mark()
-                stack.append(dict(zip(items[::2], items[1::2], strict=True)))
-            elif name in _PICKLE_STR:
-                stack.append(arg.decode("utf-8") if isinstance(arg, bytes) else str(arg))
-            elif name in _PICKLE_INT:
-                stack.append(int(arg))
-            elif name == "APPEND":
-                value = stack.pop()
-                _container(stack[-1], list).append(value)
-            elif name == "APPENDS":
-                items = pop_mark()
-                _container(stack[-1], list).extend(items)
-            elif name == "SETITEM":
-                value = stack.pop()
-                key = stack.pop()
-                _container(stack[-1], dict)[key] = value
-            elif name == "SETITEMS":
-                items = pop_mark()
-                _container(stack[-1], dict).update(zip(items[::2], items[1::2], strict=True))
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[arg] = stack[-1]
-            elif name == "MEMOIZE":
-                memo[len(memo)] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo[arg])
-            elif name == "STOP":
-                break
-            else:
-                raise ValueError(
-                    f"opcode {name} at byte {pos} is not allowed: only lists and dicts of "
-                    "strings and integers are read (nothing is unpickled)"
-                )
-    except (ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError) as e:
+        with open(path, "rb") as f:
+            obj = _NoGlobalsUnpickler(f, encoding="bytes").load()
+        obj = _as_str(obj)
+    except (pickle.UnpicklingError, EOFError, ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read as a plain pickle: {e}") from e
-    if len(stack) != 1 or not isinstance(stack[0], (list, dict)):
+    if not isinstance(obj, (list, dict)):
         raise ValueError(f"{path}: expected one list or dict at the top of the pickle")
-    return stack[0]
-
-
-def _container(obj: Any, kind: type) -> Any:
-    if not isinstance(obj, kind):
-        raise TypeError(f"expected a {kind.__name__} on the stack, found {type(obj).__name__}")
     return obj
 
 
@@ -710,7 +661,6 @@ def load_msd_tags(
     drop: Sequence[str] = (),
     drop_decades: bool = False,
     min_tracks: int = 2000,
-    top_k: int = 0,
     tag_list: str | os.PathLike[str] | None = None,
 ) -> MsdTags:
     """Read ``lastfm_tags.db``, clean its tags and choose the vocabulary.
@@ -727,10 +677,10 @@ def load_msd_tags(
         merge: Extra merges; ``None`` for :data:`DEFAULT_MERGE`.
         drop: Tags to drop.
         drop_decades: Drop decade tags.
-        min_tracks: Keep tags held by at least this many tracks.
-        top_k: Then keep only the ``top_k`` most popular (0: all).
-        tag_list: File with one tag per line: the vocabulary, exactly (``min_tracks`` and
-            ``top_k`` are then ignored), e.g. ``50tagList.txt`` with ``clean=False``.
+        min_tracks: Keep tags held by at least this many tracks (how many of them a model uses,
+            the top ``k`` say, is chosen when the data module is built: ``TagVocab``).
+        tag_list: File with one tag per line: the vocabulary, exactly (``min_tracks`` is then
+            ignored), e.g. ``50tagList.txt`` with ``clean=False``.
 
     Returns:
         The cleaned tags.
@@ -740,8 +690,8 @@ def load_msd_tags(
         ValueError: On a malformed database, a bad option, or a ``tag_list`` tag that no track
             holds (the message names the file, line and tag).
     """
-    if min_tracks < 1 or top_k < 0:
-        raise ValueError(f"min_tracks must be >= 1 and top_k >= 0, got {min_tracks}, {top_k}")
+    if min_tracks < 1:
+        raise ValueError(f"min_tracks must be >= 1, got {min_tracks}")
     if not 0 <= min_score <= 100:
         raise ValueError(f"min_score is a Last.fm score in 0..100, got {min_score}")
     conn = open_lastfm_db(db)
@@ -788,8 +738,6 @@ def load_msd_tags(
             vocabulary = sorted(
                 (t for t, c in counts.items() if c >= min_tracks), key=lambda t: (-counts[t], t)
             )
-            if top_k:
-                vocabulary = vocabulary[:top_k]
         # Pass 2: the scores of the vocabulary tags only (the best score of merged spellings).
         rank = {index[t]: r for r, t in enumerate(vocabulary)}
         vocab_code = {i: k for i, k in code.items() if k in rank}
@@ -1059,7 +1007,6 @@ def prepare_msd(
     drop: list[str] | None = None,
     drop_decades: bool = False,
     min_tracks: int = 2000,
-    top_k: int = 0,
     tag_list: str | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -1103,8 +1050,7 @@ def prepare_msd(
         drop: Tags to drop.
         drop_decades: Drop decade tags (``80s``, ``1990s``, ...).
         min_tracks: Keep tags held by at least this many tracks of the database (urop2019:
-            2000).
-        top_k: Then keep the ``top_k`` most popular tags only (0: all).
+            2000). The top ``k`` of them is chosen by the data module (``TagVocab``).
         tag_list: File of tags, one per line, to use as the vocabulary instead (e.g. the
             published ``50tagList.txt`` with ``clean_tags=False``).
         val_fraction: ``random`` split: share of ``val``.
@@ -1140,7 +1086,6 @@ def prepare_msd(
         drop=drop or (),
         drop_decades=drop_decades,
         min_tracks=min_tracks,
-        top_k=top_k,
         tag_list=tag_list,
     )
     if not tags.vocabulary:
@@ -1191,7 +1136,6 @@ def prepare_msd(
         "drop": list(drop or ()),
         "drop_decades": drop_decades,
         "min_tracks": min_tracks,
-        "top_k": top_k,
         "tag_list": tag_list,
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,

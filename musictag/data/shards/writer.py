@@ -1,15 +1,12 @@
-"""Write audio files into WebDataset tar shards, and decode what is inside them.
+"""Write audio files into resumable, atomically written WebDataset tar shards.
 
 One sample per track: the audio, ``{key}.flac`` (mono, 16-bit, resampled once to the target rate)
 or, with ``audio_format="pcm16"``, ``{key}.wav`` (the same samples as raw 16-bit PCM behind a
-44-byte WAV header: twice the bytes, ten times faster to crop), and ``{key}.json`` (track id, tag
-names, duration, source, metadata). Writing is planned before any
+44-byte WAV header: twice the bytes, ten times faster to crop), ``{key}.json`` (track id, tag
+names, duration, source, metadata) and ``{key}.checksums.json``. Writing is planned before any
 audio is decoded, so a job can run in parallel, be interrupted and be resumed, and gives the same
 shards and a byte-identical ``manifest.json`` whichever way it ran. A broken file is reported in
-``failures.tsv`` and skipped; it never stops the job. The format is described in ``docs/shards.md``.
-
-Only safe decoders are used when reading: FLAC via soundfile, 16-bit WAV via ``np.frombuffer``
-(other WAV layouts via soundfile) and JSON; nothing is ever pickled.
+``failures.tsv`` and skipped; it never stops the job.
 """
 
 from __future__ import annotations
@@ -25,9 +22,8 @@ import os
 import re
 import struct
 import tarfile
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,43 +32,27 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from ..audio import AudioReader, AudioReadError, describe_read_error, to_mono_resampled
+from ...audio import AudioReader, AudioReadError, describe_read_error, to_mono_resampled
+from .format import (
+    AUDIO_FORMATS,
+    BLOCK_HASH,
+    CHECKSUM_BLOCK,
+    CHECKSUMS_EXT,
+    FAILURES_NAME,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    PARTS_DIR,
+    SHARD_HASH,
+    TRUNCATED_NAME,
+    checksum_record,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "AUDIO_FORMATS",
-    "MANIFEST_FORMAT",
-    "MANIFEST_VERSION",
-    "AudioItem",
-    "CHECKSUMS_EXT",
-    "TarMember",
-    "Failure",
-    "Truncated",
-    "ShardWriteReport",
-    "audio_info",
-    "decode_audio",
-    "decode_json",
-    "load_manifest",
-    "member_checksum",
-    "read_shard",
-    "shard_urls",
-    "write_shards",
-]
+__all__ = ["AudioItem", "Failure", "ShardWriteReport", "Truncated", "write_shards"]
 
-MANIFEST_FORMAT = "musictag-shards"
-MANIFEST_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-FAILURES_NAME = "failures.tsv"
-TRUNCATED_NAME = "truncated.tsv"
-# Member of every sample holding the CRC-32 of its other members: {"crc32": {ext: "8 hex digits"}}
-CHECKSUMS_EXT = "checksums.json"
-SHARD_HASH = "sha256"  # of each whole tar, in the manifest: the same as `sha256sum`
-PARTS_DIR = ".parts"
 _PART_FORMAT = "musictag-shard-part"
-# audio_format -> member extension. "pcm16" is a canonical 44-byte-header WAV: a crop is a slice.
-AUDIO_FORMATS = {"flac": "flac", "pcm16": "wav"}
-
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -176,468 +156,6 @@ class ShardWriteReport:
     n_skipped_shards: int
     failures: list[Failure] = field(default_factory=list)
     truncated: list[Truncated] = field(default_factory=list)
-
-
-def member_checksum(data: bytes) -> str:
-    """CRC-32 of a member's bytes as 8 hex digits (what ``{key}.checksums.json`` records).
-
-    CRC-32 because it is read-time cheap: ``zlib.crc32`` runs at about 6 GB/s here, five times
-    ``hashlib.sha256`` or ``blake2b`` (see ``docs/reliability.md``); it catches every burst of
-    up to 32 flipped bits and other damage with probability 1 - 2^-32. It guards against damage,
-    not tampering.
-    """
-    return f"{zlib.crc32(data):08x}"
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
-
-
-class TarMember:
-    """A regular member of an open local tar file, whose bytes are read only when needed.
-
-    :func:`read_shard` hands out audio members this way, so that a random crop reads only the
-    crop's bytes (``pcm16``) or FLAC frames, not the whole track. It is a read-only, seekable
-    file object over the member (what soundfile needs), valid while the tar file is open.
-
-    Args:
-        file: The open tar file (binary, seekable).
-        offset: Position of the member's data in ``file``.
-        size: Size of the member's data in bytes.
-        name: The member's name, for messages.
-    """
-
-    __slots__ = ("file", "offset", "size", "name", "_pos", "_head")
-
-    def __init__(self, file: Any, offset: int, size: int, name: str = "") -> None:
-        self.file = file
-        self.offset = offset
-        self.size = size
-        self.name = name
-        self._pos = 0
-        self._head: bytes | None = None
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __repr__(self) -> str:
-        return f"TarMember({self.name!r}, offset={self.offset}, size={self.size})"
-
-    def pread(self, start: int, length: int) -> bytes:
-        """Up to ``length`` bytes from position ``start`` of the member (fewer at its end)."""
-        start = min(max(start, 0), self.size)
-        self.file.seek(self.offset + start)
-        return self.file.read(min(length, self.size - start))
-
-    def head(self, length: int = 4096) -> bytes:
-        """The first ``length`` bytes (cached: headers are parsed more than once)."""
-        if self._head is None or len(self._head) < min(length, self.size):
-            self._head = self.pread(0, length)
-        return self._head[:length]
-
-    def read_all(self) -> bytes:
-        """The whole member."""
-        return self.pread(0, self.size)
-
-    # the file-object protocol soundfile's virtual I/O uses
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        self._pos = min(max(base + offset, 0), self.size)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.pread(self._pos, self.size - self._pos if n is None or n < 0 else n)
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = min(len(view), self.size - self._pos)
-        self.file.seek(self.offset + self._pos)
-        got = self.file.readinto(view[:n]) or 0
-        self._pos += got
-        return got
-
-
-AudioBlob = bytes | TarMember
-
-
-def decode_audio(flac_bytes: AudioBlob, start: int = 0, frames: int = -1) -> np.ndarray:
-    """Decode (part of) an audio blob, reading only the frames that are needed.
-
-    FLAC (and any other format soundfile reads) is decoded after a seek; a plain 16-bit PCM WAV
-    (the ``pcm16`` shard format) is sliced with ``np.frombuffer``, without a decoder. Both give
-    the same values for the same 16-bit samples (``int16 / 32768``).
-
-    Args:
-        flac_bytes: Encoded audio, normally the ``{key}.flac`` or ``{key}.wav`` member of a
-            sample: its bytes, or a :class:`TarMember` (then only the needed bytes are read).
-        start: First frame to decode.
-        frames: Number of frames to decode; ``-1`` means up to the end. Fewer are returned when
-            the audio ends first.
-
-    Returns:
-        float32 waveform of shape ``[frames]``, in [-1, 1] (channels averaged if not mono).
-
-    Raises:
-        ValueError: If ``start`` is outside ``[0, num_frames]``.
-    """
-    wav = _pcm16_layout(flac_bytes)
-    if wav is not None:
-        offset, total, _, channels = wav
-        if not 0 <= start <= total:
-            raise ValueError(f"start={start} is outside the audio (0..{total} frames)")
-        count = total - start if frames < 0 else min(frames, total - start)
-        first = offset + 2 * channels * start
-        if isinstance(flac_bytes, TarMember):
-            raw, first = flac_bytes.pread(first, 2 * channels * count), 0
-        else:
-            raw = flac_bytes
-        pcm = np.frombuffer(raw, dtype="<i2", count=count * channels, offset=first)
-        # one pass int16 -> float32; dividing by a power of two is exact, as in libsndfile
-        x = np.multiply(pcm, np.float32(1 / 32768), dtype=np.float32)
-        return x if channels == 1 else x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
-    with sf.SoundFile(_file_object(flac_bytes)) as f:
-        if not 0 <= start <= f.frames:
-            raise ValueError(f"start={start} is outside the audio (0..{f.frames} frames)")
-        if start:
-            f.seek(start)
-        x = f.read(frames, dtype="float32", always_2d=True)
-    return x[:, 0].copy() if x.shape[1] == 1 else x.mean(axis=1)
-
-
-def audio_info(flac_bytes: AudioBlob) -> tuple[int, int]:
-    """Read the length and sample rate of an audio blob from its header, without decoding.
-
-    Args:
-        flac_bytes: Encoded audio, normally the ``{key}.flac`` or ``{key}.wav`` member of a
-            sample: its bytes or a :class:`TarMember`.
-
-    Returns:
-        ``(num_frames, sample_rate)``.
-    """
-    wav = _pcm16_layout(flac_bytes)
-    if wav is not None:
-        return wav[1], wav[2]
-    with sf.SoundFile(_file_object(flac_bytes)) as f:
-        return f.frames, f.samplerate
-
-
-def _file_object(blob: AudioBlob) -> Any:
-    if isinstance(blob, TarMember):
-        blob.seek(0)
-        return blob
-    return io.BytesIO(blob)
-
-
-def _pcm16_layout(blob: AudioBlob) -> tuple[int, int, int, int] | None:
-    """``(data offset, frames, sample_rate, channels)`` of a plain 16-bit PCM WAV, else ``None``.
-
-    Walks the RIFF chunks in the first 4 KiB, so WAVs with small extra chunks work too; anything
-    else (not ``WAVE_FORMAT_PCM`` at 16 bits, the data chunk further in, damaged) returns
-    ``None`` and is left to soundfile.
-    """
-    b = blob.head() if isinstance(blob, TarMember) else blob
-    total = len(blob)
-    if len(b) < 12 or b[:4] != b"RIFF" or b[8:12] != b"WAVE":
-        return None
-    pos, fmt = 12, None
-    while pos + 8 <= min(len(b), 4096):
-        chunk, size = struct.unpack_from("<4sI", b, pos)
-        body = pos + 8
-        if chunk == b"fmt " and size >= 16 and body + 16 <= len(b):
-            tag, channels, sample_rate, _, _, bits = struct.unpack_from("<HHIIHH", b, body)
-            fmt = (tag, channels, sample_rate, bits)
-        elif chunk == b"data":
-            if fmt is None or fmt[0] != 1 or fmt[3] != 16 or fmt[1] < 1 or fmt[2] < 1:
-                return None
-            channels = fmt[1]
-            return body, max(0, min(size, total - body)) // (2 * channels), fmt[2], channels
-        pos = body + size + (size & 1)
-    return None
-
-
-def read_shard(
-    path: str | Path,
-    select: Callable[[str], bool] | None = None,
-    lazy: Sequence[str] = (),
-    on_damage: Callable[[str], Any] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """The samples of a local tar shard, grouped by key as WebDataset groups them.
-
-    Headers are parsed here and data is read by seeking, so unselected members are never read
-    and members with a ``lazy`` extension are not read until asked for. ustar, pax (long names,
-    large sizes) and GNU long-name headers are understood; links, folders and other special
-    members are skipped.
-
-    Args:
-        path: A local tar file.
-        select: Keep only members whose name passes this test (all regular files by default).
-        lazy: Extensions (``"flac"``, ``"wav"``) whose members come as :class:`TarMember`
-            instead of bytes. They are valid until the next sample is requested from this
-            iterator (the file is closed after the last one).
-        on_damage: Called with a one-line description when a tar header is damaged; reading
-            then resumes at the next intact header, so only the members of the damaged header
-            are lost (their samples come without them). Without it, damage raises.
-
-    Yields:
-        ``{"__key__": key, "__url__": path, ext: bytes | TarMember, ...}``.
-
-    Raises:
-        ValueError: If the tar is damaged or holds the same member twice (naming the file).
-    """
-    path = str(path)
-    lazy_exts = {e.lower().lstrip(".") for e in lazy}
-    with open(path, "rb") as fh:
-        sample: dict[str, Any] | None = None
-        for name, offset, size in _tar_members(fh, path, on_damage):
-            if select is not None and not select(name):
-                continue
-            match = _KEY_EXT.match(name)  # WebDataset's split: key = up to the basename's 1st dot
-            if match is None:
-                continue
-            key, ext = match.group(1), match.group(2).lower()
-            if sample is None or sample["__key__"] != key:
-                if sample is not None:
-                    yield sample
-                sample = {"__key__": key, "__url__": path}
-            if ext in sample:
-                raise ValueError(f"{path}: the member {name} occurs twice")
-            if ext.rsplit(".", 1)[-1] in lazy_exts:
-                sample[ext] = TarMember(fh, offset, size, name)
-            else:
-                fh.seek(offset)
-                sample[ext] = fh.read(size)
-        if sample is not None:
-            yield sample
-
-
-_ZERO_BLOCK = bytes(_TAR_BLOCK)
-# webdataset.tariterators.base_plus_ext, without importing webdataset (it imports torch, which
-# the spawned shard-writing workers do not need)
-_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
-
-
-def _tar_members(
-    fh: Any, path: str, on_damage: Callable[[str], Any] | None = None
-) -> Iterator[tuple[str, int, int]]:
-    """``(name, data offset, size)`` of each regular member of a tar file, in order.
-
-    A small parser rather than :mod:`tarfile`: it is 3-6x faster per header, which matters
-    when a sample's data is a few hundred microseconds of work. With ``on_damage``, a damaged
-    header is reported and skipped: the scan resumes at the next block that is an intact header.
-    """
-    pos = 0
-    long_name: str | None = None
-    pax: dict[str, str] = {}
-    while True:
-        fh.seek(pos)
-        header = fh.read(_TAR_BLOCK)
-        if len(header) < _TAR_BLOCK or header == _ZERO_BLOCK:
-            return  # end of archive (a truncated one ends here too, after its last member)
-        if not _header_intact(header):
-            problem = f"{path} is damaged: bad tar header checksum at byte {pos}"
-            if on_damage is None:
-                raise ValueError(problem)
-            resume = _next_header(fh, pos + _TAR_BLOCK)
-            on_damage(
-                f"damaged tar header at byte {pos} ("
-                + (f"reading resumes at byte {resume})" if resume >= 0 else "nothing after it)")
-            )
-            if resume < 0:
-                return
-            pos = resume
-            long_name, pax = None, {}
-            continue
-        size = _tar_number(header[124:136], path)
-        kind = header[156:157]
-        data = pos + _TAR_BLOCK
-        if kind in (b"x", b"L"):  # pax or GNU long-name header of the next member
-            fh.seek(data)
-            payload = fh.read(size)
-            if kind == b"L":
-                long_name = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
-            else:
-                pax.update(_pax_records(payload, path))
-            pos = data + _tar_padded(size)
-            continue
-        if kind == b"g":  # global pax header: nothing we use
-            pos = data + _tar_padded(size)
-            continue
-        name = long_name or pax.get("path")
-        if name is None:
-            name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            prefix = header[345:500].split(b"\0", 1)[0]
-            if header[257:262] == b"ustar" and prefix:
-                name = prefix.decode("utf-8", "surrogateescape") + "/" + name
-        if "size" in pax:
-            size = int(pax["size"])
-        long_name, pax = None, {}
-        pos = data + _tar_padded(size)
-        if kind in (b"0", b"\0", b"7"):  # regular (and contiguous) files
-            yield name, data, size
-
-
-def _header_intact(header: bytes) -> bool:
-    try:
-        stored = _tar_number(header[148:156], "")
-    except ValueError:
-        return False
-    return stored == sum(header) - sum(header[148:156]) + 256
-
-
-def _next_header(fh: Any, pos: int) -> int:
-    """Offset of the next intact ustar header at or after ``pos`` (block-aligned), or -1."""
-    while True:
-        fh.seek(pos)
-        block = fh.read(_TAR_BLOCK)
-        if len(block) < _TAR_BLOCK:
-            return -1
-        if block[257:262] == b"ustar" and _header_intact(block):
-            return pos
-        pos += _TAR_BLOCK
-
-
-def _tar_padded(size: int) -> int:
-    return -(-size // _TAR_BLOCK) * _TAR_BLOCK
-
-
-def _tar_number(field: bytes, path: str) -> int:
-    if field[0] & 0x80:  # GNU base-256 for numbers too large for octal
-        return int.from_bytes(field[1:], "big")
-    try:
-        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        raise ValueError(f"{path} is damaged: invalid number {field!r} in a tar header") from None
-
-
-def _pax_records(payload: bytes, path: str) -> dict[str, str]:
-    """``"%d key=value\\n"`` records of a pax extended header."""
-    out = {}
-    i = 0
-    try:
-        while i < len(payload) and payload[i : i + 1] != b"\0":
-            space = payload.index(b" ", i)
-            length = int(payload[i:space])
-            key, _, value = payload[space + 1 : i + length - 1].partition(b"=")
-            out[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
-            i += length
-    except ValueError:
-        raise ValueError(f"{path} is damaged: invalid pax header") from None
-    return out
-
-
-def decode_json(b: bytes) -> dict:
-    """Decode the ``{key}.json`` member of a sample.
-
-    Args:
-        b: UTF-8 JSON text.
-
-    Returns:
-        The JSON object as a dict.
-
-    Raises:
-        ValueError: If the text is not a JSON object.
-    """
-    obj = json.loads(b.decode("utf-8") if isinstance(b, (bytes, bytearray, memoryview)) else b)
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def load_manifest(path_or_dir: str | Path) -> dict:
-    """Load and validate a shard manifest.
-
-    Shard names stay relative to the manifest's folder (use :func:`shard_urls` for paths); the
-    only key added is ``"_dir"``, the manifest's folder as an absolute path, so that the dict can
-    be handed to :func:`shard_urls`.
-
-    Args:
-        path_or_dir: ``manifest.json`` or the folder holding it.
-
-    Returns:
-        The manifest dict (fields in ``docs/shards.md``).
-
-    Raises:
-        FileNotFoundError: If there is no manifest there.
-        ValueError: If the file is not a musictag shard manifest of a version (and audio format)
-            this code reads.
-    """
-    path = Path(path_or_dir)
-    if path.is_dir():
-        path = path / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no shard manifest at {path}: write the shards first (musictag.data.shards."
-            f"write_shards or `musictag prepare`), or point to the folder that holds {MANIFEST_NAME}"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a musictag shard manifest (not valid JSON: {e})") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(
-            f'{path} is not a musictag shard manifest (expected "format": "{MANIFEST_FORMAT}")'
-        )
-    version = manifest.get("version")
-    if version != MANIFEST_VERSION:
-        raise ValueError(
-            f"{path} has shard format version {version!r}; this musictag reads version "
-            f"{MANIFEST_VERSION}. Upgrade musictag or rewrite the shards."
-        )
-    if not isinstance(manifest.get("splits"), dict):
-        raise ValueError(f'{path} is not a valid musictag shard manifest (no "splits" object)')
-    if manifest.get("audio_format", "flac") not in AUDIO_FORMATS:
-        raise ValueError(
-            f"{path} stores audio as {manifest.get('audio_format')!r}; this musictag reads "
-            f"{sorted(AUDIO_FORMATS)}. Upgrade musictag or rewrite the shards."
-        )
-    manifest["_dir"] = str(path.parent.resolve())
-    return manifest
-
-
-def shard_urls(manifest_or_dir: Mapping | str | Path, split: str) -> list[str]:
-    """Absolute paths of one split's shards, in order.
-
-    Args:
-        manifest_or_dir: A dict from :func:`load_manifest`, a ``manifest.json`` or its folder.
-        split: Split name, e.g. ``"train"``.
-
-    Returns:
-        One absolute path per shard (only shards that hold at least one sample).
-
-    Raises:
-        ValueError: If the split is not in the manifest, or a dict without ``"_dir"`` is given.
-    """
-    if isinstance(manifest_or_dir, Mapping):
-        manifest = manifest_or_dir
-        if "_dir" not in manifest:
-            raise ValueError(
-                "shard_urls needs the manifest's folder: pass the dict returned by "
-                "load_manifest (it has '_dir'), or the manifest path itself"
-            )
-    else:
-        manifest = load_manifest(manifest_or_dir)
-    splits = manifest["splits"]
-    if split not in splits:
-        raise ValueError(
-            f"split {split!r} is not in the manifest in {manifest['_dir']}; "
-            f"available: {sorted(splits)}"
-        )
-    root = Path(manifest["_dir"])
-    return [str(root / name) for name in splits[split]["shards"]]
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
 
 
 def write_shards(
@@ -1046,12 +564,10 @@ def _write_shard(task: dict[str, Any], on_item: Callable[[], Any] | None = None)
                     )
                 else:
                     text = _sample_json(entry, n, sample_rate)
-                    sums = {"crc32": {ext: member_checksum(audio), "json": member_checksum(text)}}
+                    record = checksum_record({ext: audio, "json": text})
                     _add_member(tar, f"{entry['key']}.{ext}", audio)
                     _add_member(tar, f"{entry['key']}.json", text)
-                    _add_member(
-                        tar, f"{entry['key']}.{CHECKSUMS_EXT}", json.dumps(sums).encode("ascii")
-                    )
+                    _add_member(tar, f"{entry['key']}.{CHECKSUMS_EXT}", record)
                     if truncation is not None:
                         truncated.append(
                             {
@@ -1254,7 +770,12 @@ def _build_manifest(
         "n_failed": len(failures),
         "failures_file": FAILURES_NAME,
         "truncated_file": TRUNCATED_NAME,
-        "checksums": {"shard": SHARD_HASH, "member": "crc32", "member_ext": CHECKSUMS_EXT},
+        "checksums": {
+            "shard": SHARD_HASH,
+            "member": BLOCK_HASH,
+            "member_block": CHECKSUM_BLOCK,
+            "member_ext": CHECKSUMS_EXT,
+        },
         "provenance": provenance,
     }
 
