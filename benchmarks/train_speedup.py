@@ -78,7 +78,7 @@ def compare(
             opt.step()
             if step >= warmup:
                 seconds[label] += time.perf_counter() - start
-            losses[label].append(float(loss))
+            losses[label].append(loss.item())
     rel = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(losses["before"], losses["after"]))
     before, after = batch * steps / seconds["before"], batch * steps / seconds["after"]
     return {

@@ -54,12 +54,11 @@ def test_old_hyperparameters_without_the_options_still_configure():
     assert opt.defaults["fused"]
 
 
-def test_utilisation_benchmark_runs_the_bf16_path_on_cpu(tmp_path):
+def test_utilisation_benchmark_writes_its_rows(tmp_path):
     out = tmp_path / "u.json"
     rows = utilisation.main(
         [
-            "--models", "samplecnn",
-            "--precision", "bf16",
+            "--models", "musicnn",
             "--batch", "1",
             "--train-batch", "2",
             "--repeats", "1",
@@ -71,12 +70,32 @@ def test_utilisation_benchmark_runs_the_bf16_path_on_cpu(tmp_path):
     modes = [r["mode"] for r in rows]
     assert modes == ["inference", "inference, optimised", "training step"]
     saved = json.loads(out.read_text())
-    assert saved["precision"] == "bf16" and len(saved["rows"]) == 3
+    assert saved["precision"] == "fp32" and saved["rows"] == json.loads(json.dumps(rows))
     for row in rows:
         assert row["gflop_per_sample"] > 0 and row["matmul_gflops"] > 0
         assert 0 < row["share"] == row["gflops"] / row["matmul_gflops"]
+    assert rows[0]["gflop_per_sample"] == rows[1]["gflop_per_sample"]  # same convolutions
     # training counts forward and backward: about 3x the inference FLOPs
     assert 2.0 < rows[2]["gflop_per_sample"] / rows[0]["gflop_per_sample"] < 4.0
+
+
+def test_bf16_autocast_paths_run_on_cpu():
+    """What ``--device cuda`` runs (bf16 autocast inference and training), checked on CPU."""
+    model = _tiny().eval()
+    x = 0.3 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(x)
+    got = utilisation.inference_work(model, x, "bf16")()
+    assert got.dtype == torch.bfloat16  # the head ran in bf16
+    assert float((got.float() - want).abs().max()) < 0.05 * float(want.abs().max()) + 0.05
+    rate = utilisation.matmul_rate(128, "cpu", torch.bfloat16)()
+    assert rate > 0
+    before = model.backbone.layer1.conv.weight.detach().clone()
+    step = utilisation.training_work(model, x, "bf16")
+    losses = torch.tensor([float(step()) for _ in range(2)])
+    assert torch.isfinite(losses).all()
+    assert model.backbone.layer1.conv.weight.dtype == torch.float32  # autocast: fp32 weights
+    assert not torch.equal(model.backbone.layer1.conv.weight, before)  # the step updated them
 
 
 def test_train_speedup_compares_the_same_steps():
