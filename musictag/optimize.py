@@ -11,7 +11,9 @@
   then touches a map 4-16x smaller.
 * **channels_last** memory format for 2D-convolution backbones: oneDNN's convolutions and
   PyTorch's max-pool are vectorised over channels in that layout (2-3x faster on a 29-s FCN).
-* optionally ``torch.compile``.
+
+``torch.compile`` is not applied: on top of these it gained 2 % on the FCN (146 → 143 ms per
+29-s crop) for 20 s or more of compilation (``docs/benchmarks.md``).
 
 The copy is checked against the original on ``example_input`` before it is returned. Only inference
 is affected (the copy is in eval mode and its folded BatchNorms no longer learn); the original
@@ -159,7 +161,6 @@ def optimize_for_inference(
     example_input: torch.Tensor,
     *,
     channels_last: bool | None = None,
-    compile: bool = False,
     atol: float = 1e-5,
     rtol: float = 1e-5,
 ) -> nn.Module:
@@ -176,12 +177,10 @@ def optimize_for_inference(
             waveforms to ``[batch, n_tags]`` logits whose blocks come from ``musictag.models``).
         example_input: A representative batch, ``[batch, samples]`` float32 waveforms on the
             tagger's device (a few crops of the model's input length are enough); used for the
-            check, for the channels_last measurement and to warm up ``torch.compile``.
+            check and for the channels_last measurement.
         channels_last: Use the channels_last memory format for the backbone: ``True``, ``False``
             or ``None`` (default: for backbones with 2D convolutions, the faster of both as
             timed on ``example_input``).
-        compile: Also wrap the backbone in ``torch.compile`` (the first call compiles: tens of
-            seconds on CPU; later processes reuse Inductor's on-disk cache).
         atol: Absolute tolerance of the check on the logits.
         rtol: Relative tolerance of the check on the logits.
 
@@ -209,8 +208,6 @@ def optimize_for_inference(
         channels_last = _has_conv2d(backbone) and _channels_last_pays(fast, backbone, example_input)
     if channels_last:
         backbone.to(memory_format=torch.channels_last)
-    if compile:
-        fast.backbone = torch.compile(backbone, dynamic=False)
     with torch.inference_mode():
         got = fast(example_input)
     diff = _max_abs_diff(got, reference)
@@ -220,12 +217,11 @@ def optimize_for_inference(
             f"(atol={atol}, rtol={rtol}); use the tagger as it is"
         )
     log.info(
-        "optimised %s for inference: %d BatchNorms folded, channels_last=%s, compile=%s, "
+        "optimised %s for inference: %d BatchNorms folded, channels_last=%s, "
         "max |logit difference| %.2g",
         type(tagger).__name__,
         folded,
         channels_last,
-        compile,
         diff,
     )
     return fast
