@@ -41,7 +41,7 @@ def test_channels_last_and_fused_optimizer_keep_the_results():
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses[label].append(float(loss))
+            losses[label].append(loss.item())
     assert losses["fast"][-1] < losses["fast"][0]  # it learns
     for a, b in zip(losses["plain"], losses["fast"]):
         assert abs(a - b) <= 1e-3 * abs(a)  # float32 round-off through Adam, 3 steps
