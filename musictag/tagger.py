@@ -82,6 +82,16 @@ class Tagger(pl.LightningModule):
         eval_chunk_size: Maximum crops per forward pass during evaluation (bounds memory).
         nonlocal_after: Backbone stages to follow with a non-local block (Wang et al. 2018), e.g.
             ``["layer2", "layer3"]``; see :func:`~musictag.models.nonlocal_block.insert_nonlocal`.
+        channels_last: Keep the backbone in the channels_last memory format, so that its 2D
+            convolutions, BatchNorms and pools run on oneDNN's channel-vectorised kernels (faster
+            CPU training and inference of the conv models, see ``docs/benchmarks.md``; the
+            results agree to float32 round-off, checkpoints are unchanged).
+        fused_optimizer: Use the optimiser's fused kernel (one pass over all parameters per step
+            instead of a dozen element-wise ops per tensor) where PyTorch has one for the device.
+            Off by default: it changes the float round-off of every step, so a seeded run no
+            longer repeats an earlier one exactly.
+            Lightning refuses gradient clipping with a fused optimiser under
+            ``precision="16-mixed"`` (it unscales internally): set ``False`` for that combination.
     """
 
     def __init__(
@@ -110,6 +120,8 @@ class Tagger(pl.LightningModule):
         monitor: str = "val/pr_auc_macro",
         eval_chunk_size: int = 64,
         nonlocal_after: Sequence[str] = (),
+        channels_last: bool = False,
+        fused_optimizer: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -126,6 +138,8 @@ class Tagger(pl.LightningModule):
         self.head = TagHead(self.backbone.embed_dim, n_tags, head_dropout)
         if nonlocal_after:  # after the head, so the other weights are drawn as without it
             insert_nonlocal(self.backbone, list(nonlocal_after))
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
         self.loss_name = loss or ("bce" if multi_label else "ce")
         self.criterion = build_loss(self.loss_name, pos_weight, focal_gamma)
         self._build_metrics(n_tags)
@@ -370,13 +384,19 @@ class Tagger(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
+        fused = {"fused": True} if _can_fuse(params, hp.get("fused_optimizer", False)) else {}
         if hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         elif hp.optimizer == "sgd":
             opt = torch.optim.SGD(
-                params, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay
+                params,
+                lr=hp.lr,
+                momentum=0.9,
+                nesterov=True,
+                weight_decay=hp.weight_decay,
+                **fused,
             )
         else:
             raise ValueError(f"unknown optimizer {hp.optimizer!r}; choose adam, adamw or sgd")
@@ -396,3 +416,12 @@ class Tagger(pl.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max)
             return {"optimizer": opt, "lr_scheduler": sched}
         raise ValueError(f"unknown scheduler {hp.scheduler!r}; choose plateau, cosine or None")
+
+
+def _can_fuse(params: list[torch.Tensor], wanted: bool) -> bool:
+    """Whether the fused optimiser kernels apply: floating-point parameters on CPU or CUDA."""
+    return (
+        wanted
+        and bool(params)
+        and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    )

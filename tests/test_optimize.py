@@ -14,7 +14,17 @@ from musictag.pretrained import SOTA_CONFIGS, convert_sota, sota_weights_path
 
 # one model per block kind: ConvBlock2d (+GRU), ConvV/ConvH/ConvBlock1d, Res2d, Res2dMP,
 # PreActBlock, ConvBlock1d, SEBlock1d, ResBlock1d with SE
-MODELS = ["fcn", "crnn", "musicnn", "short_res", "hcnn", "resnet", "samplecnn", "samplecnn_se_ml"]
+# narrow variants keep it quick; the block kinds are the zoo's
+MODELS = {
+    "fcn": {"channels": [8, 8, 8, 8, 8]},
+    "crnn": {"channels": [8, 8, 8, 8]},
+    "musicnn": {"backend_channels": 8, "embed_dim": 16},
+    "short_res": {"channels": [8, 8, 8, 8, 8, 8, 16], "embed_dim": 16},
+    "hcnn": {"n_channels": 8},
+    "resnet": {"channels": [8, 8, 8, 16]},
+    "samplecnn": {"channels": [8] * 8 + [16]},
+    "samplecnn_se_ml": {"channels": [8] * 8 + [16]},
+}
 SECONDS = 3.0
 
 
@@ -45,7 +55,7 @@ def _n_batchnorms(model: nn.Module) -> int:
 @pytest.mark.parametrize("name", MODELS)
 def test_optimized_copy_matches_the_original(name):
     torch.manual_seed(0)
-    model = _with_running_stats(musictag.create_model(name, n_tags=10))
+    model = _with_running_stats(musictag.create_model(name, n_tags=10, **MODELS[name]))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = optimize_for_inference(model, _input(model, 1, 0), channels_last=True)
     assert type(fast) is type(model) and not fast.training
@@ -96,3 +106,20 @@ def test_published_weights_keep_their_outputs(shared_dir, name):
     with torch.inference_mode():
         got = fast.predict_proba(x[1:])
     assert float(np.abs(got.numpy() - ref["output"][1:]).max()) <= 1e-4
+
+
+def test_channels_last_is_chosen_by_timing(monkeypatch):
+    model = _with_running_stats(musictag.create_model("fcn", n_tags=4, **MODELS["fcn"]))
+    x = _input(model, 1, 0)
+    chosen = []
+    real = optimize_module._channels_last_pays
+    monkeypatch.setattr(
+        optimize_module,
+        "_channels_last_pays",
+        lambda *a: chosen.append(real(*a)) or chosen[-1],
+    )
+    fast = optimize_for_inference(model, x)
+    assert len(chosen) == 1  # measured once, since the FCN has 2D convolutions
+    weight = fast.backbone.layer2.conv.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) == chosen[0]
+    assert model.backbone.layer2.conv.weight.is_contiguous()  # the original is untouched

@@ -15,12 +15,16 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from torch.utils.data import DataLoader
 
+import musictag
 from benchmarks._common import synth_track
 from benchmarks.input_pipeline import Mp3MelDataset, numpy_collate
+from benchmarks.utilisation import count_flops, inference_work, interleaved_best, matmul_rate
 from musictag.data.datamodule import TagDataModule
 from musictag.data.shards import AudioItem, write_shards
+from musictag.optimize import optimize_for_inference
 
 CROP = 59049
 N_FILES, SECONDS, BATCH = 8, 8.0, 4
@@ -124,3 +128,35 @@ def test_inference_decodes_while_the_model_runs(tmp_path):
             walls[prefetch] = min(walls[prefetch], wall(prefetch))
     # ideal 0.5; measured ~0.55-0.6 (docs/benchmarks.md); 0.8 is the floor
     assert walls[1] < 0.8 * walls[0], walls
+
+
+def test_fcn_inference_keeps_a_share_of_the_matmul_rate():
+    """The optimised FCN's GFLOP/s against a 1024² matmul timed in between (best of a few).
+
+    Measured 44 % of the matmul rate for 29-s crops at batch 16 (docs/benchmarks.md) and 18-117 %
+    for this small 5-s batch against a 1024² matmul, depending on the load; the floor only catches
+    a collapse (a lost layout or folding), and the optimised copy must stay clearly faster than
+    the eager tagger timed alongside (2.5-5.8× measured).
+    """
+    torch.manual_seed(0)
+    model = musictag.create_model("fcn", n_tags=8).eval()
+    x = 0.3 * torch.randn(4, 5 * model.sample_rate)
+    fast = optimize_for_inference(model, x[:1], channels_last=True)
+    matmul = matmul_rate(1024)
+    eager_work = inference_work(model, x, "fp32")
+    fast_work = inference_work(fast, x, "fp32")
+    flops = count_flops(fast_work)
+    best = {"eager": 0.0, "fast": 0.0, "share": 0.0}
+    for _ in range(3):  # a burst of load on the shared machine hits the neighbours alike
+        eager_s, _ = interleaved_best(eager_work, matmul, 2, torch.device("cpu"))
+        fast_s, rate = interleaved_best(fast_work, matmul, 2, torch.device("cpu"))
+        best["share"] = max(best["share"], flops / fast_s / 1e9 / rate)
+        best["eager"], best["fast"] = max(best["eager"], 1 / eager_s), max(best["fast"], 1 / fast_s)
+        if best["share"] >= 0.12 and best["fast"] >= 1.3 * best["eager"]:
+            break
+    print(
+        f"optimised FCN: {100 * best['share']:.0f} % of the matmul rate, "
+        f"{best['fast'] / best['eager']:.2f}x the eager tagger"
+    )
+    assert best["share"] >= 0.12, best
+    assert best["fast"] >= 1.3 * best["eager"], best

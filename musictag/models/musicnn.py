@@ -44,7 +44,7 @@ class ConvV(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn(self.conv(x))).amax(dim=2)
+        return self.relu(self.bn(self.conv(x)).amax(dim=2))  # max, then ReLU: see ConvBlock2d
 
 
 class ConvH(nn.Module):

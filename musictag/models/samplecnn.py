@@ -142,7 +142,7 @@ class ResBlock1d(nn.Module):
             out = out * w.unsqueeze(-1)
         if self.diff:
             x = self.bn_3(self.conv_3(x))
-        return self.pool(self.relu(x + out))
+        return self.relu(self.pool(x + out))  # ReLU after the pool: see ConvBlock2d
 
 
 BLOCKS = ("basic", "se", "res", "rese")

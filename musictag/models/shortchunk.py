@@ -96,7 +96,7 @@ class Res2dMP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn_2(self.conv_2(self.relu(self.bn_1(self.conv_1(x)))))
-        return self.mp(self.relu(x + out))
+        return self.relu(self.mp(x + out))  # ReLU after the pool: see ConvBlock2d
 
 
 def global_max(x: torch.Tensor) -> torch.Tensor:

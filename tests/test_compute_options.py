@@ -1,0 +1,106 @@
+"""The Tagger's speed options and the utilisation benchmark's GPU paths, exercised on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+import musictag
+from benchmarks import train_speedup, utilisation
+
+
+def _tiny(**options):
+    torch.manual_seed(0)
+    return musictag.create_model(
+        "short", n_tags=4, channels=[8, 8, 16], n_mels=32, crop_samples=16000, **options
+    )
+
+
+def test_channels_last_and_fused_optimizer_keep_the_results():
+    plain = _tiny(channels_last=False, fused_optimizer=False)
+    fast = _tiny(channels_last=True, fused_optimizer=True)
+    assert fast.backbone.layer1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    opt_plain, opt_fast = (
+        plain.configure_optimizers()["optimizer"],
+        fast.configure_optimizers()["optimizer"],
+    )
+    assert opt_fast.defaults["fused"] and not opt_plain.defaults.get("fused")
+    x = 0.3 * torch.randn(4, 16000, generator=torch.Generator().manual_seed(1))
+    plain.eval(), fast.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=1e-5)
+    target = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 1], [1, 1, 0, 0]]).float()
+    losses = {"plain": [], "fast": []}
+    for step in range(3):
+        for label, model, opt in (("plain", plain, opt_plain), ("fast", fast, opt_fast)):
+            model.train()
+            torch.manual_seed(step)  # same dropout masks
+            loss = model.criterion(model(x), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses[label].append(loss.item())
+    assert losses["fast"][-1] < losses["fast"][0]  # it learns
+    for a, b in zip(losses["plain"], losses["fast"]):
+        assert abs(a - b) <= 1e-3 * abs(a)  # float32 round-off through Adam, 3 steps
+
+
+def test_old_hyperparameters_without_the_options_still_configure():
+    model = _tiny()
+    del model.hparams["fused_optimizer"]  # a checkpoint written before the option existed
+    opt = model.configure_optimizers()["optimizer"]
+    assert not opt.defaults.get("fused")  # as it was trained
+
+
+def test_utilisation_benchmark_writes_its_rows(tmp_path):
+    out = tmp_path / "u.json"
+    rows = utilisation.main(
+        [
+            "--models", "musicnn",
+            "--batch", "1",
+            "--train-batch", "2",
+            "--repeats", "1",
+            "--matmul", "256",
+            "--optimize",
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    modes = [r["mode"] for r in rows]
+    assert modes == ["inference", "inference, optimised", "training step"]
+    saved = json.loads(out.read_text())
+    assert saved["precision"] == "fp32" and saved["rows"] == json.loads(json.dumps(rows))
+    for row in rows:
+        assert row["gflop_per_sample"] > 0 and row["matmul_gflops"] > 0
+        assert 0 < row["share"] == row["gflops"] / row["matmul_gflops"]
+    assert rows[0]["gflop_per_sample"] == rows[1]["gflop_per_sample"]  # same convolutions
+    # training counts forward and backward: about 3x the inference FLOPs
+    assert 2.0 < rows[2]["gflop_per_sample"] / rows[0]["gflop_per_sample"] < 4.0
+
+
+def test_bf16_autocast_paths_run_on_cpu():
+    """What ``--device cuda`` runs (bf16 autocast inference and training), checked on CPU."""
+    model = _tiny().eval()
+    x = 0.3 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(x)
+    got = utilisation.inference_work(model, x, "bf16")()
+    assert got.dtype == torch.bfloat16  # the head ran in bf16
+    assert float((got.float() - want).abs().max()) < 0.05 * float(want.abs().max()) + 0.05
+    rate = utilisation.matmul_rate(128, "cpu", torch.bfloat16)()
+    assert rate > 0
+    before = model.backbone.layer1.conv.weight.detach().clone()
+    step = utilisation.training_work(model, x, "bf16")
+    losses = torch.tensor([float(step()) for _ in range(2)])
+    assert torch.isfinite(losses).all()
+    assert model.backbone.layer1.conv.weight.dtype == torch.float32  # autocast: fp32 weights
+    assert not torch.equal(model.backbone.layer1.conv.weight, before)  # the step updated them
+
+
+def test_train_speedup_compares_the_same_steps():
+    row = train_speedup.compare(
+        "short", batch=2, steps=1, warmup=1, channels=[8, 8, 16], n_mels=32, crop_samples=16000
+    )
+    assert len(row["before_losses"]) == len(row["after_losses"]) == 2
+    assert row["max_loss_rel_diff"] < 1e-3 and row["speedup"] > 0
