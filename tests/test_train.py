@@ -186,3 +186,15 @@ def test_features_resume_after_the_budget_runs_out(shards, tmp_path, monkeypatch
     assert done == [12]  # only the last batch was computed
     assert np.allclose(resumed, full, atol=1e-5)
     assert [p.name.endswith(".partial.npz") for p in cache.iterdir()] == [False]
+
+
+def test_probe_selection_stops_starting_fits_after_the_deadline():
+    from musictag.training.probe import select_probe
+
+    g = torch.Generator().manual_seed(0)
+    x, xv = torch.randn(40, 8, generator=g), torch.randn(20, 8, generator=g)
+    y, yv = (x[:, :2] > 0).float(), (xv[:, :2] > 0).float().numpy()
+    full = select_probe(x, y, xv, yv, weight_decays=(0.1, 1.0, 10.0))
+    late = select_probe(x, y, xv, yv, weight_decays=(10.0, 0.1, 1.0), deadline=0.0)
+    assert late.weight_decay == 10.0  # only the first of the grid was fitted
+    assert full.weight_decay != 10.0 and full.val_pr_auc > late.val_pr_auc

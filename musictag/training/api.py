@@ -273,7 +273,7 @@ def _transfer(
     x_val = (torch.from_numpy(feats[val_name]) - mean) / std
     y_train = torch.from_numpy(train.targets)
     t = time.monotonic()
-    fit = select_probe(x_train, y_train, x_val, val.targets, seed=cfg.seed)
+    fit = select_probe(x_train, y_train, x_val, val.targets, seed=cfg.seed, deadline=deadline)
     kind = f"MLP probe ({fit.hidden} units)" if fit.hidden else "logistic-regression probe"
     _say(cfg, f"{kind}, L2 {fit.weight_decay:g}, chosen in {time.monotonic() - t:.0f} s")
     if fit.hidden:
