@@ -222,8 +222,8 @@ def _transfer(
     """Probe on the cached multi-layer features of the pretrained checkpoints."""
     tagger = build_transfer_tagger(cfg.pretrained, tags, crop, k, pool=cfg.pool).to(device)
     manifest = manifest_hash(cfg.shards)
-    # features may take most of the budget; the probe needs seconds
-    feature_deadline = deadline - min(30.0, 0.1 * (deadline - time.monotonic()))
+    # features may take most of the budget; the probe needs seconds, a minute at load 15
+    feature_deadline = deadline - min(60.0, 0.1 * (deadline - time.monotonic()))
     parts: dict[str, list] = {"train": [], val_name: []}
     used = list(cfg.pretrained)
     for i, ckpt in enumerate(cfg.pretrained):
