@@ -65,7 +65,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("shards")
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), help="none: reference only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", action="store_true", help="also the mel-statistics reference")
     args = p.parse_args()

@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from .calibration import Calibration, calibrate
+from .evaluation import ShardScores, score_split
 
 if TYPE_CHECKING:
     from .tagger import Tagger
@@ -37,23 +36,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _VAL_NAMES = ("val", "valid", "validation")
-
-
-@dataclass
-class ShardScores:
-    """Track scores of one shard split, with their ground truth.
-
-    Attributes:
-        keys: Track ids, ``[tracks]``.
-        scores: ``[tracks, n_tags]`` aggregated probabilities.
-        targets: ``[tracks, n_tags]`` multi-hot ground truth in the model's tag order.
-        n_failed: Tracks that could not be decoded (skipped, logged).
-    """
-
-    keys: list[str]
-    scores: np.ndarray
-    targets: np.ndarray
-    n_failed: int = 0
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -103,7 +85,8 @@ def score_shards(
     batch_size: int = 16,
     merge: dict[str, str] | None = None,
 ) -> ShardScores:
-    """Score every track of a shard split with the evaluation protocol.
+    """Score every track of a shard split with the evaluation protocol
+    (:func:`musictag.evaluation.score_split`, as ``musictag evaluate`` does).
 
     Each track is cut into ``K`` evenly spaced crops (``K = crops`` or the model's
     ``eval_crops``) whose probabilities are aggregated as the model's ``tta`` says, as in
@@ -120,39 +103,15 @@ def score_shards(
             tag order with them, and tags the model does not know are ignored.
 
     Returns:
-        A :class:`ShardScores`.
+        A :class:`~musictag.evaluation.ShardScores`.
 
     Raises:
         ValueError: if the split is missing or holds no readable track.
     """
-    from .data.shards import iter_shard_tracks, load_manifest
-    from .data.vocab import TagVocab
-    from .inference import Inference
+    from .data.shards import load_manifest
 
-    manifest = load_manifest(shards)
-    name = _split_name(manifest, split)
-    vocab = TagVocab(model.tags, merge)
-    k = crops or int(model.hparams.get("eval_crops", 16))
-    inference = Inference(model, crops=k, batch_size=batch_size)
-    keys, scores, targets, failed = [], [], [], 0
-    truth: dict[str, np.ndarray] = {}
-
-    def pairs() -> Any:
-        for info, wave, rate in iter_shard_tracks(shards, [name]):
-            truth[info["key"]] = vocab.encode(info["tags"])
-            yield info["key"], (wave, rate, info["id"])
-
-    for key, result in inference.iter_keyed(pairs()):
-        if isinstance(result, Exception):
-            log.error("skipped %s", result)
-            failed += 1
-            continue
-        keys.append(key)
-        scores.append(result.scores)
-        targets.append(truth.pop(key))
-    if not keys:
-        raise ValueError(f"{shards}: no readable track in split {name!r}")
-    return ShardScores(keys, np.stack(scores), np.stack(targets), failed)
+    name = _split_name(load_manifest(shards), split)
+    return score_split(model, shards, name, crops, batch_crops=batch_size, merge=merge)
 
 
 def calibrate_checkpoint(

@@ -1,9 +1,10 @@
 """Scoring a trained tagger on a split of a shard set: per-track, crop-averaged tagging metrics.
 
-:func:`evaluate_shards` runs the evaluation protocol of the recipes (``K`` evenly spaced crops per
+:func:`score_split` runs the evaluation protocol of the recipes (``K`` evenly spaced crops per
 track, probabilities averaged by :meth:`~musictag.tagger.Tagger.track_scores`) on every track of
-one split and computes the metrics of :mod:`musictag.metrics`, overall and per tag. ``musictag
-evaluate`` prints them and writes them as JSON.
+one split; ``musictag evaluate`` (:func:`evaluate_shards`) computes the metrics of
+:mod:`musictag.metrics` from its scores, overall and per tag, and ``musictag calibrate``
+(:func:`musictag.calibrate.score_shards`) chooses thresholds on them.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EvaluationReport",
+    "ShardScores",
     "evaluate_scores",
     "evaluate_shards",
     "iter_split_tracks",
+    "score_split",
     "track_score_batches",
 ]
 
@@ -162,6 +165,92 @@ def iter_split_tracks(
         yield info, wave
 
 
+@dataclass
+class ShardScores:
+    """Crop-averaged track scores of one shard split, with their ground truth.
+
+    Attributes:
+        keys: Track ids, ``[tracks]``.
+        scores: ``[tracks, n_tags]`` aggregated probabilities.
+        targets: ``[tracks, n_tags]`` multi-hot ground truth in the model's tag order.
+        n_failed: Tracks (or shards) that could not be read, passed over.
+        not_scored: What was wrong with each of them, naming shard and key.
+    """
+
+    keys: list[str]
+    scores: np.ndarray
+    targets: np.ndarray
+    n_failed: int = 0
+    not_scored: list[str] = field(default_factory=list)
+
+
+def score_split(
+    model: Tagger,
+    shard_dir: str | Path,
+    split: str = "test",
+    crops: int | None = None,
+    batch_crops: int = 64,
+    merge: dict[str, str] | None = None,
+) -> ShardScores:
+    """Score every track of one split with the evaluation protocol: the one scoring path of
+    ``musictag evaluate`` and ``musictag calibrate``.
+
+    Each track is cut into ``K`` evenly spaced crops (one when it is no longer than a crop), the
+    crop probabilities are aggregated as the model's ``tta`` says
+    (:meth:`~musictag.tagger.Tagger.track_scores`). Tracks stored at another rate are resampled
+    to the model's. Track tags are mapped onto the model's tags by name, through ``merge``; tags
+    the model does not know are ignored. A damaged or undecodable track is logged, counted and
+    passed over.
+
+    Args:
+        model: A tagger (put in eval mode here).
+        shard_dir: Shard folder (``manifest.json``).
+        split: Split to score (its exact name).
+        crops: Crops per track; default: the model's ``eval_crops``.
+        batch_crops: Crops per forward pass (about).
+        merge: Tag synonyms ``{source: target}`` of the training data (see
+            :class:`~musictag.data.vocab.TagVocab`).
+
+    Returns:
+        A :class:`ShardScores` (``scores`` and ``targets`` as float32 / multi-hot arrays).
+
+    Raises:
+        ValueError: if the split is missing or holds no readable track.
+    """
+    from .audio import to_mono_resampled
+    from .data.shards import iter_shard_tracks, load_manifest
+
+    manifest = load_manifest(shard_dir)
+    if split not in manifest["splits"]:
+        raise ValueError(f"{shard_dir}: no split {split!r}; it has {sorted(manifest['splits'])}")
+    model.eval()
+    vocab = TagVocab(model.tags, merge)
+    targets: dict[str, np.ndarray] = {}
+    skipped: list[Exception] = []
+
+    def tracks() -> Iterator[tuple[str, np.ndarray]]:
+        for info, wave, rate in iter_shard_tracks(shard_dir, [split], skipped=skipped):
+            key = f"{split}/{info['key']}"
+            targets[key] = vocab.encode(info["tags"])
+            if int(rate) != model.sample_rate:
+                wave = to_mono_resampled(wave, int(rate), model.sample_rate)
+            yield key, wave
+
+    keys, scores = [], []
+    for batch_keys, batch_scores in track_score_batches(model, tracks(), crops, batch_crops):
+        keys.extend(batch_keys)
+        scores.append(batch_scores)
+    if not keys:
+        raise ValueError(f"{shard_dir}: no readable track in split {split!r}")
+    return ShardScores(
+        keys,
+        torch.cat(scores).numpy(),
+        np.stack([targets[k] for k in keys]),
+        len(skipped),
+        [str(e) for e in skipped],
+    )
+
+
 def evaluate_shards(
     model: Tagger,
     shard_dir: str | Path,
@@ -191,47 +280,19 @@ def evaluate_shards(
         ``not_scored``) the damaged or undecodable ones passed over.
 
     Raises:
-        ValueError: if the split is missing, its sample rate is not the model's, or it holds no
-            readable track.
+        ValueError: if the split is missing or holds no readable track.
     """
-    from .data.shards import load_manifest
-
-    manifest = load_manifest(shard_dir)
-    if split not in manifest["splits"]:
-        raise ValueError(f"{shard_dir}: no split {split!r}; it has {sorted(manifest['splits'])}")
-    if int(manifest["sample_rate"]) != model.sample_rate:
-        raise ValueError(
-            f"{shard_dir} is at {manifest['sample_rate']} Hz but the model expects "
-            f"{model.sample_rate} Hz; prepare the shards at the model's rate"
-        )
-    model.eval()
-    vocab = TagVocab(model.tags)
-    targets: dict[str, np.ndarray] = {}
-    skipped: list[Exception] = []
-
-    def tracks() -> Iterator[tuple[str, np.ndarray]]:
-        for info, wave in iter_split_tracks(shard_dir, split, skipped):
-            key = f"{split}/{info['key']}"
-            targets[key] = vocab.encode(info["tags"])
-            yield key, wave
-
-    keys, scores = [], []
-    for batch_keys, batch_scores in track_score_batches(model, tracks(), crops, batch_crops):
-        keys.extend(batch_keys)
-        scores.append(batch_scores)
-    if not keys:
-        raise ValueError(f"{shard_dir}: no readable track in split {split!r}")
-    target = torch.from_numpy(np.stack([targets[k] for k in keys]))
-    track_scores = torch.cat(scores)
+    data = score_split(model, shard_dir, split, crops, batch_crops)
+    track_scores, target = torch.from_numpy(data.scores), torch.from_numpy(data.targets)
     result = evaluate_scores(track_scores, target, list(model.tags))
     report = EvaluationReport(
-        split, len(keys), result["metrics"], result["per_tag"], len(skipped),
-        not_scored=[str(e) for e in skipped],
+        split, len(data.keys), result["metrics"], result["per_tag"], data.n_failed,
+        not_scored=data.not_scored,
     )  # fmt: skip
     if thresholds is not None:
         from .calibration import f1_at_thresholds
 
-        f1 = f1_at_thresholds(track_scores.numpy(), target.numpy(), thresholds)
+        f1 = f1_at_thresholds(data.scores, data.targets, thresholds)
         report.metrics["f1_macro"], report.metrics["f1_micro"] = f1.f1_macro, f1.f1_micro
         for i, tag in enumerate(model.tags):
             report.per_tag[tag]["f1"] = float(f1.f1[i])

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -78,7 +79,9 @@ def _pretrained(tmp_path, seed: int) -> list[str]:
 def test_transfer_caches_features_and_invalidates_them(shards, tmp_path, caplog):
     ckpts = _pretrained(tmp_path, 0)
     cache = tmp_path / "cache"
-    cfg = TrainConfig(shards, tmp_path / "t.ckpt", 0.5, pretrained=ckpts, cache_dir=cache)
+    cfg = TrainConfig(
+        shards, tmp_path / "t.ckpt", 0.5, pretrained=ckpts, cache_dir=cache, finetune=None
+    )
     first = train_tagger(cfg)
     assert len(list(cache.glob("*.npz"))) == 4  # train and val features of each checkpoint
     assert "multi-layer features" in first.summary and first.seconds < 30
@@ -106,6 +109,41 @@ def test_transfer_caches_features_and_invalidates_them(shards, tmp_path, caplog)
     out = tmp_path / "m.json"
     assert main(["evaluate", str(first.checkpoint), str(shards), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["n_tracks"] == 4
+
+
+@pytest.mark.slow
+def test_transfer_fine_tunes_within_the_budget_and_keeps_the_better_model(shards, tmp_path):
+    from musictag.training.data import load_split, train_vocab
+    from musictag.training.endtoend import FinetuneConfig, finetune_transfer, validation_score
+
+    ckpts = _pretrained(tmp_path, 0)
+    cfg = TrainConfig(shards, tmp_path / "ft.ckpt", 0.25, pretrained=ckpts, cache_dir=tmp_path)
+    result = train_tagger(cfg)
+    tuned = result.finetune
+    assert tuned is not None and tuned.ran and tuned.history
+    assert 0.9 * 15 <= result.seconds <= 1.1 * 15  # fine-tuning fills the budget, no more
+    # the model kept is the better on validation, and the checkpoint is that model
+    assert result.val_pr_auc == max(tuned.probe_val, *tuned.history)
+    assert tuned.kept == ("finetuned" if max(tuned.history) > tuned.probe_val else "probe")
+    model = load_tagger(result.checkpoint)
+    vocab = train_vocab(shards)
+    train, val = load_split(shards, "train", vocab), load_split(shards, "val", vocab)
+    assert validation_score(model, val) == pytest.approx(result.val_pr_auc, abs=1e-6)
+    info = torch.load(result.checkpoint, weights_only=True)["musictag"]["train"]["finetune"]
+    assert info["kept"] == tuned.kept and info["history"] == pytest.approx(tuned.history)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.random.default_rng(0).uniform(-0.3, 0.3, 3 * SR), SR)
+    assert main(["predict", str(result.checkpoint), str(wav), "--format", "json"]) == 0
+    assert main(["evaluate", str(result.checkpoint), str(shards)]) == 0
+    # learning rates of zero cannot beat the probe: the probe's weights come back unchanged
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frozen = FinetuneConfig(head_lr=0.0, backbone_lr=0.0)
+    same, res = finetune_transfer(model, train, val, time.monotonic() + 5, frozen)
+    assert res.ran and res.kept == "probe" and res.val_pr_auc == res.probe_val
+    assert all(torch.equal(v, before[k]) for k, v in same.state_dict().items())
+    # no time left: skipped, said why
+    _, res = finetune_transfer(model, train, val, time.monotonic() + 0.01)
+    assert not res.ran and "skipped" in res.reason
 
 
 def test_augmentations():
@@ -148,3 +186,15 @@ def test_features_resume_after_the_budget_runs_out(shards, tmp_path, monkeypatch
     assert done == [12]  # only the last batch was computed
     assert np.allclose(resumed, full, atol=1e-5)
     assert [p.name.endswith(".partial.npz") for p in cache.iterdir()] == [False]
+
+
+def test_probe_selection_stops_starting_fits_after_the_deadline():
+    from musictag.training.probe import select_probe
+
+    g = torch.Generator().manual_seed(0)
+    x, xv = torch.randn(40, 8, generator=g), torch.randn(20, 8, generator=g)
+    y, yv = (x[:, :2] > 0).float(), (xv[:, :2] > 0).float().numpy()
+    full = select_probe(x, y, xv, yv, weight_decays=(0.1, 1.0, 10.0))
+    late = select_probe(x, y, xv, yv, weight_decays=(10.0, 0.1, 1.0), deadline=0.0)
+    assert late.weight_decay == 10.0  # only the first of the grid was fitted
+    assert full.weight_decay != 10.0 and full.val_pr_auc > late.val_pr_auc

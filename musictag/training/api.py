@@ -2,7 +2,8 @@
 
 Without pretrained checkpoints it trains a compact CNN from scratch
 (:mod:`musictag.training.scratch`); with them it fits a probe on their cached multi-layer features
-(:mod:`musictag.training.transfer`). Either way the result is chosen on the validation split and
+(:mod:`musictag.training.transfer`), then fine-tunes the whole model when the budget leaves time
+(:mod:`musictag.training.endtoend`). Either way the result is chosen on the validation split and
 written as a normal musictag checkpoint (``predict``, ``embed``, ``evaluate``, the recipes).
 """
 
@@ -23,6 +24,7 @@ from ..data.shards import load_manifest
 from ..pretrained import file_sha256
 from ..tagger import Tagger
 from .data import TrackSet, choose_window, load_split, manifest_hash, train_vocab
+from .endtoend import FinetuneConfig, FinetuneResult, finetune_transfer
 from .probe import select_probe
 from .scratch import ScratchConfig, train_scratch
 from .transfer import BudgetExceeded, build_transfer_tagger, cached_features
@@ -50,6 +52,7 @@ class TrainConfig:
         progress: Show progress on stderr.
         pool: Stage pooling of the transfer features (``"mean"`` or ``"meanmax"``).
         scratch: Settings of the scratch model.
+        finetune: Settings of the end-to-end fine-tuning after the probe (``None``: probe only).
     """
 
     shards: str | Path
@@ -62,6 +65,7 @@ class TrainConfig:
     progress: bool = True
     pool: str = "meanmax"
     scratch: ScratchConfig = field(default_factory=ScratchConfig)
+    finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
 
 
 @dataclass
@@ -76,6 +80,7 @@ class TrainResult:
         n_val: Validation tracks.
         seconds: Wall time.
         summary: One line: what was trained.
+        finetune: What the fine-tuning stage after the probe did (transfer only).
     """
 
     checkpoint: Path
@@ -85,6 +90,7 @@ class TrainResult:
     n_val: int
     seconds: float
     summary: str
+    finetune: FinetuneResult | None = None
 
 
 def _say(cfg: TrainConfig, msg: str) -> None:
@@ -156,10 +162,19 @@ def _train(cfg: TrainConfig, t0: float, deadline: float, device: torch.device) -
         f"{len(train)} training and {len(val)} validation tracks, {len(tags)} tags; crops of "
         f"{crop / sample_rate:.2f} s, {k} per track; read in {time.monotonic() - t0:.0f} s",
     )
+    tuned = None
     if cfg.pretrained:
         model, score, summary = _transfer(
             cfg, deadline, train, val, tags, crop, k, val_name, device
         )
+        if cfg.finetune is not None:
+            model, tuned = finetune_transfer(
+                model, train, val, deadline, cfg.finetune, cfg.seed, lambda m: _say(cfg, m)
+            )
+            if tuned.ran:
+                score = tuned.val_pr_auc
+            if tuned.kept == "finetuned":
+                summary += f", fine-tuned end to end ({tuned.epochs:g} epochs)"
     else:
         model, score = train_scratch(
             train,
@@ -178,10 +193,19 @@ def _train(cfg: TrainConfig, t0: float, deadline: float, device: torch.device) -
         summary = f"compact CNN from scratch ({n_params:,} parameters)"
     elapsed = time.monotonic() - t0
     info = {"summary": summary, "val_pr_auc_macro": float(score), "seconds": round(elapsed, 1)}
+    if tuned is not None:
+        info["finetune"] = {
+            "ran": tuned.ran,
+            "kept": tuned.kept,
+            "probe_val": tuned.probe_val,
+            "history": tuned.history or [],
+        }
     out = save_tagger(model, cfg.output, {"train": info})
     seconds = time.monotonic() - t0
     _say(cfg, f"{summary}: validation pr_auc_macro {score:.4f}; {seconds:.0f} s")
-    return TrainResult(Path(out), model, float(score), len(train), len(val), seconds, summary)
+    return TrainResult(
+        Path(out), model, float(score), len(train), len(val), seconds, summary, tuned
+    )
 
 
 def _transfer(
@@ -198,8 +222,8 @@ def _transfer(
     """Probe on the cached multi-layer features of the pretrained checkpoints."""
     tagger = build_transfer_tagger(cfg.pretrained, tags, crop, k, pool=cfg.pool).to(device)
     manifest = manifest_hash(cfg.shards)
-    # features may take most of the budget; the probe needs seconds
-    feature_deadline = deadline - min(30.0, 0.1 * (deadline - time.monotonic()))
+    # features may take most of the budget; the probe needs seconds, a minute at load 15
+    feature_deadline = deadline - min(60.0, 0.1 * (deadline - time.monotonic()))
     parts: dict[str, list] = {"train": [], val_name: []}
     used = list(cfg.pretrained)
     for i, ckpt in enumerate(cfg.pretrained):
@@ -249,7 +273,7 @@ def _transfer(
     x_val = (torch.from_numpy(feats[val_name]) - mean) / std
     y_train = torch.from_numpy(train.targets)
     t = time.monotonic()
-    fit = select_probe(x_train, y_train, x_val, val.targets, seed=cfg.seed)
+    fit = select_probe(x_train, y_train, x_val, val.targets, seed=cfg.seed, deadline=deadline)
     kind = f"MLP probe ({fit.hidden} units)" if fit.hidden else "logistic-regression probe"
     _say(cfg, f"{kind}, L2 {fit.weight_decay:g}, chosen in {time.monotonic() - t:.0f} s")
     if fit.hidden:
