@@ -186,7 +186,7 @@ MODES = {
 def startup_seconds(ckpt: Path) -> float:
     """Wall seconds of starting Python, importing musictag's predict path and loading the model."""
     code = (
-        "import sys, musictag.commands, musictag.inference; from musictag import load_tagger; "
+        "import sys, musictag.cli, musictag.inference; from musictag import load_tagger; "
         "load_tagger(sys.argv[1])"
     )
     start = time.perf_counter()

@@ -1,5 +1,5 @@
 """`python -m musictag ...` runs the `musictag` command."""
 
-from musictag.commands import main
+from musictag.cli import main
 
 raise SystemExit(main())

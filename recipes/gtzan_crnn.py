@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from musictag.cli import TagCLI
-from musictag.cli import main as run
+from musictag.lightning_cli import TagCLI
+from musictag.lightning_cli import main as run
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "gtzan_crnn.yaml"
 

@@ -8,7 +8,7 @@ import torch
 
 from musictag import create_model
 from musictag.analysis import ExcitationRecorder, collect_excitations, se_layers
-from musictag.commands import main
+from musictag.cli import main
 from musictag.data.shards import AudioItem, write_shards
 from musictag.plots import plot_excitations
 from musictag.tta import extract_crops

@@ -72,8 +72,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     },
     {
         "commands": (
-            "musictag.commands",  # the `musictag` command, to be renamed musictag.cli
-            "musictag.cli",  # the recipes' LightningCLI, to be renamed musictag.lightning_cli
+            "musictag.cli",  # the `musictag` command
             "musictag.lightning_cli",
             "musictag.serve",
             "musictag.doctor",

@@ -21,7 +21,7 @@ from musictag.audio import (
     load_audio,
     read_audio,
 )
-from musictag.commands import main
+from musictag.cli import main
 from musictag.data.shards import AudioItem, load_manifest, write_shards
 from tests.test_inference import save_checkpoint, tiny_crnn
 

@@ -17,7 +17,7 @@ from musictag.calibration import (
     f1_at_thresholds,
     precision_thresholds,
 )
-from musictag.commands import main
+from musictag.cli import main
 from musictag.data.shards import AudioItem, write_shards
 from musictag.inference import tag_file
 from musictag.results import select_tags

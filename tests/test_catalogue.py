@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from musictag.catalogue import read_results
-from musictag.commands import main
+from musictag.cli import main
 from musictag.search import EmbeddingSet
 from tests.recipes.miniature import one_torch_thread  # noqa: F401 (autouse fixture)
 from tests.test_inference import noise_file, save_checkpoint, tiny_crnn

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 from musictag import CRNNTagger, TagDataModule
-from musictag.cli import main
+from musictag.lightning_cli import main
 from tests.recipes.miniature import (
     one_torch_thread,  # noqa: F401 (autouse fixture)
     write_miniature,

@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from musictag.checkpoints import load_tagger, save_tagger
-from musictag.commands import main
+from musictag.cli import main
 from musictag.evaluation import evaluate_scores, evaluate_shards, track_score_batches
 from musictag.inference import iter_shard_tracks
 from musictag.tta import extract_crops

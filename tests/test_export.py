@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from musictag import __version__, load_tagger
-from musictag.commands import main
+from musictag.cli import main
 from musictag.export import ScoringGraph, example_waveforms, export_model, run_exported
 from musictag.presets import FCNTagger, SampleCNNTagger
 from musictag.pretrained import SOTA_CONFIGS, save_sota_checkpoint, sota_weights_path

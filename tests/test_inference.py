@@ -14,7 +14,7 @@ import soxr
 import torch
 
 from musictag.audio import AudioReadError, load_audio, stream_audio
-from musictag.commands import main
+from musictag.cli import main
 from musictag.inference import Inference, tag_file
 from musictag.inputs import collect_audio_files
 from musictag.plots import plot_tag_activation

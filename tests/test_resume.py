@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from musictag.callbacks import ExactResume
-from musictag.cli import main
+from musictag.lightning_cli import main
 from tests.recipes.miniature import (
     one_torch_thread,  # noqa: F401 (autouse fixture)
     write_miniature,

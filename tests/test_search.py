@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from musictag.commands import main
+from musictag.cli import main
 from musictag.data.shards import AudioItem, write_shards
 from musictag.search import EmbeddingSet, TrackIndex, embed_tracks, faiss_available
 from musictag.tta import extract_crops

@@ -21,7 +21,7 @@ import soundfile as sf
 import torch
 import uvicorn
 
-from musictag.commands import main
+from musictag.cli import main
 from musictag.inference import Inference
 from musictag.search import EmbeddingSet, TrackIndex
 from musictag.serve import create_app, load_app

@@ -16,7 +16,7 @@ import torch
 
 from musictag import Tagger, load_tagger
 from musictag.checkpoints import save_tagger
-from musictag.commands import main
+from musictag.cli import main
 from musictag.training import TrainConfig, train_tagger
 from musictag.training.augment import Augment, mask_bands, mixup
 from musictag.training.data import manifest_hash

@@ -17,7 +17,7 @@ import torch
 import xxhash
 
 from musictag import CRNNTagger, TagDataModule
-from musictag.commands import main as musictag
+from musictag.cli import main as musictag
 from musictag.data.integrity import verify_shards
 from musictag.data.shards import (
     COMPLETE,

@@ -116,7 +116,7 @@ def test_every_recipe_has_a_config_and_a_test():
     for name in scripts:
         config = yaml.safe_load((RECIPES / "configs" / f"{name}.yaml").read_text())
         assert config["checkpoint"]["dirpath"] == f"runs/{name}/checkpoints"
-        assert config["trainer"]["logger"]["class_path"] == "musictag.cli.AutoWandbLogger"
+        assert config["trainer"]["logger"]["class_path"] == "musictag.lightning_cli.AutoWandbLogger"
 
 
 @pytest.mark.slow

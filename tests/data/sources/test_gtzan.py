@@ -260,7 +260,7 @@ def test_layout_and_option_errors(tmp_path):
 
 
 def test_cli_prepare_gtzan(tmp_path, capsys):
-    from musictag.commands import main
+    from musictag.cli import main
 
     _miniature(tmp_path / "gtzan", per_genre=1)
     rc = main(

@@ -436,7 +436,7 @@ def test_missing_mp3_is_an_error_unless_skipped(tmp_path):
 
 
 def test_cli_help_lists_the_options(capsys):
-    from musictag.commands import main
+    from musictag.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["prepare", "mtt", "--help"])

@@ -1,4 +1,4 @@
-"""The recipe command line (musictag.cli): subcommands, configs, overrides, links, logging."""
+"""The recipe command line (musictag.lightning_cli): subcommands, configs, overrides, links, logging."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from musictag import load_tagger
-from musictag.cli import AutoWandbLogger, main, wandb_api_key_configured
+from musictag.lightning_cli import AutoWandbLogger, main, wandb_api_key_configured
 from tests.recipes.miniature import (
     one_torch_thread,  # noqa: F401 (autouse fixture)
     write_miniature,
