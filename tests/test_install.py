@@ -156,6 +156,18 @@ def test_the_installed_versions_are_inside_the_declared_ranges():
         assert req.specifier.contains(installed, prereleases=True), f"{req.name} {installed}: {req}"
 
 
+def test_every_test_file_the_ci_scripts_name_exists():
+    """A renamed test file must not turn a CI stage into "file or directory not found"."""
+    named = {
+        path
+        for script in (ROOT / ".ci").iterdir()
+        for path in re.findall(r"\btests/[\w/]+\.py\b", script.read_text())
+    }
+    assert named, "the CI scripts name no test file: has .ci/newest changed its form?"
+    missing = sorted(p for p in named if not (ROOT / p).is_file())
+    assert not missing, f"named in .ci/ but not in the repository: {missing}"
+
+
 def test_the_readme_commands_and_ci_install_the_locked_set():
     readme = (ROOT / "README.md").read_text()
     lock = "pip install -c requirements/lock.txt"
