@@ -33,6 +33,7 @@ VARIANTS = {
     "head dropout 0.5": {"head_dropout": 0.5},
     "+ gain, shift, masks and mixup 0.4": {"augment": Augment(mixup_alpha=0.4)},
     "96 mel bands, hop 256": {"n_mels": 96, "hop_length": 256},
+    "wider (24-48-96-192 channels)": {"channels": (24, 48, 96, 192)},
 }
 
 
@@ -68,6 +69,9 @@ def main() -> None:
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), help="none: reference only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", action="store_true", help="also the mel-statistics reference")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="train this many seeds; also their logit average"
+    )
     args = p.parse_args()
     dev = load_dev_set(args.shards)
     tags, keep, sr, crop, k = dev.tags, dev.keep, dev.sample_rate, dev.crop, dev.crops
@@ -77,14 +81,24 @@ def main() -> None:
         reference(train, val, test, tags, keep, sr, crop)
     for name in args.variants:
         cfg = dataclasses.replace(ScratchConfig(), max_epochs=args.epochs, **VARIANTS[name])
-        t0, c0 = time.monotonic(), time.process_time()
-        model, _ = train_scratch(
-            train, val, tags, sr, crop, k, t0 + 1e9, torch.device("cpu"), cfg, args.seed
-        )
-        cpu = time.process_time() - c0
-        v = macro_pr_auc(scores(model, val, k)[:, keep], val.targets[:, keep])
-        t = macro_pr_auc(scores(model, test, k)[:, keep], test.targets[:, keep])
-        print(f"| {name} | {v:.3f} | {t:.3f} | {cpu:.0f} |", flush=True)
+        logits: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
+        for seed in range(args.seed, args.seed + args.seeds):
+            t0, c0 = time.monotonic(), time.process_time()
+            model, _ = train_scratch(
+                train, val, tags, sr, crop, k, t0 + 1e9, torch.device("cpu"), cfg, seed
+            )
+            cpu = time.process_time() - c0
+            for split, ts in (("val", val), ("test", test)):
+                logits[split].append(torch.logit(torch.from_numpy(scores(model, ts, k)), 1e-6))
+            v = macro_pr_auc(scores(model, val, k)[:, keep], val.targets[:, keep])
+            t = macro_pr_auc(scores(model, test, k)[:, keep], test.targets[:, keep])
+            label = name if args.seeds == 1 else f"{name}, seed {seed}"
+            print(f"| {label} | {v:.3f} | {t:.3f} | {cpu:.0f} |", flush=True)
+        if args.seeds > 1:
+            avg = {s: torch.sigmoid(torch.stack(v).mean(0)).numpy() for s, v in logits.items()}
+            v = macro_pr_auc(avg["val"][:, keep], val.targets[:, keep])
+            t = macro_pr_auc(avg["test"][:, keep], test.targets[:, keep])
+            print(f"| {name}, logits of {args.seeds} seeds averaged | {v:.3f} | {t:.3f} | |")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,13 @@ def test_transfer_caches_features_and_invalidates_them(shards, tmp_path, caplog)
     ckpts = _pretrained(tmp_path, 0)
     cache = tmp_path / "cache"
     cfg = TrainConfig(
-        shards, tmp_path / "t.ckpt", 0.5, pretrained=ckpts, cache_dir=cache, finetune=None
+        shards,
+        tmp_path / "t.ckpt",
+        0.5,
+        pretrained=ckpts,
+        cache_dir=cache,
+        ensemble=None,  # the probe alone: deterministic, so a rerun must give the same figure
+        finetune=None,
     )
     first = train_tagger(cfg)
     assert len(list(cache.glob("*.npz"))) == 4  # train and val features of each checkpoint
@@ -117,7 +123,9 @@ def test_transfer_fine_tunes_within_the_budget_and_keeps_the_better_model(shards
     from musictag.training.endtoend import FinetuneConfig, finetune_transfer, validation_score
 
     ckpts = _pretrained(tmp_path, 0)
-    cfg = TrainConfig(shards, tmp_path / "ft.ckpt", 0.25, pretrained=ckpts, cache_dir=tmp_path)
+    cfg = TrainConfig(
+        shards, tmp_path / "ft.ckpt", 0.25, pretrained=ckpts, cache_dir=tmp_path, ensemble=None
+    )
     result = train_tagger(cfg)
     tuned = result.finetune
     assert tuned is not None and tuned.ran and tuned.history
@@ -144,6 +152,66 @@ def test_transfer_fine_tunes_within_the_budget_and_keeps_the_better_model(shards
     # no time left: skipped, said why
     _, res = finetune_transfer(model, train, val, time.monotonic() + 0.01)
     assert not res.ran and "skipped" in res.reason
+
+
+def test_transfer_blends_compact_cnns_trained_on_the_collection(shards, tmp_path):
+    from musictag.training.data import load_split, train_vocab
+    from musictag.training.endtoend import validation_score
+    from musictag.training.scratch import train_scratch
+    from musictag.training.transfer import build_transfer_tagger, combine_taggers
+
+    ckpts = _pretrained(tmp_path, 0)
+    small = ScratchConfig(channels=(4, 8), max_epochs=6, eval_every=0.5, members=2)
+    cfg = TrainConfig(
+        shards, tmp_path / "e.ckpt", 0.6, pretrained=ckpts, cache_dir=tmp_path,
+        ensemble=small, finetune=None,
+    )  # fmt: skip
+    result = train_tagger(cfg)
+    model = load_tagger(result.checkpoint)
+    vocab = train_vocab(shards)
+    train, val = load_split(shards, "train", vocab), load_split(shards, "val", vocab)
+    # the figure `train` reports is what the saved model scores on validation
+    assert validation_score(model, val) == pytest.approx(result.val_pr_auc, abs=1e-6)
+    if "blended with 2 compact CNNs" in result.summary:
+        assert model.backbone.roles == ["features", "features", "embedding", "embedding"]
+    # the blend is the weighted sum of the logits: weight 1 is the probe, 0 the CNN
+    probe = build_transfer_tagger(ckpts, list(vocab.tags), 2 * SR, 1)
+    members = [
+        train_scratch(
+            train, val, list(vocab.tags), SR, 2 * SR, 1, time.monotonic() + 60,
+            torch.device("cpu"), small, seed, frontend=probe.frontend,
+        )[0]
+        for seed in (0, 1)
+    ]  # fmt: skip
+    x = torch.randn(3, 2 * SR) * 0.1
+    with torch.no_grad():
+        a = probe(x)
+        b, c = (m.head(m.backbone(probe.frontend(x))) for m in members)
+        for w in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.5, 0.25, 0.25)):
+            both = combine_taggers(probe, members, w)
+            assert both.backbone.roles == ["features", "features", "embedding", "embedding"]
+            assert torch.allclose(both(x), w[0] * a + w[1] * b + w[2] * c, atol=1e-5)
+        # without a probe: a plain ensemble behind the members' frontend
+        alone = combine_taggers(None, members, (0.5, 0.5))
+        assert alone.backbone.roles == ["embedding", "embedding"]
+        assert torch.allclose(alone(x), 0.5 * (b + c), atol=1e-5)
+    with pytest.raises(ValueError, match="one weight per tagger"):
+        combine_taggers(probe, members, (1.0,))
+
+
+def test_scratch_ensemble_keeps_the_budget_and_loads(shards, tmp_path):
+    small = ScratchConfig(channels=(4, 8), n_mels=16, max_epochs=4, eval_every=0.5, members=3)
+    cfg = TrainConfig(shards, tmp_path / "s.ckpt", 0.2, scratch=small)
+    result = train_tagger(cfg)
+    assert result.seconds <= 1.1 * 12
+    model = load_tagger(result.checkpoint)
+    x = torch.randn(2, model.crop_samples) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(model(x), result.model(x), atol=1e-5)
+    if "compact CNNs from scratch, averaged" in result.summary:
+        assert model.hparams.backbone == "transfer" and set(model.backbone.roles) == {"embedding"}
+    else:
+        assert model.hparams.backbone == "compact_cnn"
 
 
 def test_augmentations():

@@ -25,9 +25,14 @@ from ..pretrained import file_sha256
 from ..tagger import Tagger
 from .data import TrackSet, choose_window, load_split, manifest_hash, train_vocab
 from .endtoend import FinetuneConfig, FinetuneResult, finetune_transfer
-from .probe import select_probe
-from .scratch import ScratchConfig, train_scratch
-from .transfer import BudgetExceeded, build_transfer_tagger, cached_features
+from .probe import macro_pr_auc, select_probe
+from .scratch import ScratchConfig, train_scratch_members
+from .transfer import (
+    BudgetExceeded,
+    build_transfer_tagger,
+    cached_features,
+    combine_taggers,
+)
 
 __all__ = ["TrainConfig", "TrainResult", "train_tagger"]
 
@@ -52,6 +57,9 @@ class TrainConfig:
         progress: Show progress on stderr.
         pool: Stage pooling of the transfer features (``"mean"`` or ``"meanmax"``).
         scratch: Settings of the scratch model.
+        ensemble: With ``pretrained``: settings of a compact CNN trained on the collection after
+            the probe, on the transfer model's frontend, whose logits are blended with the
+            probe's at a weight chosen on validation (``None``: the probe alone).
         finetune: Settings of the end-to-end fine-tuning after the probe (``None``: probe only).
     """
 
@@ -65,6 +73,7 @@ class TrainConfig:
     progress: bool = True
     pool: str = "meanmax"
     scratch: ScratchConfig = field(default_factory=ScratchConfig)
+    ensemble: ScratchConfig | None = field(default_factory=lambda: ScratchConfig(max_epochs=60))
     finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
 
 
@@ -164,9 +173,13 @@ def _train(cfg: TrainConfig, t0: float, deadline: float, device: torch.device) -
     )
     tuned = None
     if cfg.pretrained:
-        model, score, summary = _transfer(
+        model, score, summary, probe_logits = _transfer(
             cfg, deadline, train, val, tags, crop, k, val_name, device
         )
+        if cfg.ensemble is not None:
+            model, score, summary = _ensemble(
+                cfg, model, score, summary, probe_logits, train, val, deadline, device
+            )
         if cfg.finetune is not None:
             model, tuned = finetune_transfer(
                 model, train, val, deadline, cfg.finetune, cfg.seed, lambda m: _say(cfg, m)
@@ -176,21 +189,9 @@ def _train(cfg: TrainConfig, t0: float, deadline: float, device: torch.device) -
             if tuned.kept == "finetuned":
                 summary += f", fine-tuned end to end ({tuned.epochs:g} epochs)"
     else:
-        model, score = train_scratch(
-            train,
-            val,
-            tags,
-            sample_rate,
-            crop,
-            k,
-            deadline,
-            device,
-            cfg.scratch,
-            cfg.seed,
-            progress=lambda m: _say(cfg, m),
+        model, score, summary = _scratch(
+            cfg, train, val, tags, sample_rate, crop, k, deadline, device
         )
-        n_params = sum(p.numel() for p in model.parameters())
-        summary = f"compact CNN from scratch ({n_params:,} parameters)"
     elapsed = time.monotonic() - t0
     info = {"summary": summary, "val_pr_auc_macro": float(score), "seconds": round(elapsed, 1)}
     if tuned is not None:
@@ -218,8 +219,12 @@ def _transfer(
     k: int,
     val_name: str,
     device: torch.device,
-) -> tuple[Tagger, float, str]:
-    """Probe on the cached multi-layer features of the pretrained checkpoints."""
+) -> tuple[Tagger, float, str, torch.Tensor]:
+    """Probe on the cached multi-layer features of the pretrained checkpoints.
+
+    Returns:
+        ``(tagger, validation macro PR-AUC, summary, the probe's validation logits [N, tags])``.
+    """
     tagger = build_transfer_tagger(cfg.pretrained, tags, crop, k, pool=cfg.pool).to(device)
     manifest = manifest_hash(cfg.shards)
     # features may take most of the budget; the probe needs seconds, a minute at load 15
@@ -282,8 +287,95 @@ def _transfer(
         tagger.backbone.projection.load_state_dict(fit.state["projection"])
     tagger.backbone.set_feature_stats(mean, std)
     tagger.head.load_state_dict(fit.state["head"])
+    with torch.inference_mode():
+        proj = tagger.backbone.projection
+        h = x_val.to(device)
+        logits = tagger.head.fc(proj(h) if proj is not None else h).float().cpu()
     names = "+".join(Path(p).stem for p in used)
-    return tagger.eval(), fit.val_pr_auc, f"{kind} on {names} multi-layer features"
+    return tagger.eval(), fit.val_pr_auc, f"{kind} on {names} multi-layer features", logits
+
+
+_MIN_ENSEMBLE_S = 20.0  # less time than this after the probe: not worth starting a model
+
+
+def _ensemble(
+    cfg: TrainConfig,
+    probe: Tagger,
+    probe_val: float,
+    summary: str,
+    probe_logits: torch.Tensor,
+    train: TrackSet,
+    val: TrackSet,
+    deadline: float,
+    device: torch.device,
+) -> tuple[Tagger, float, str]:
+    """Train compact CNNs on the probe's frontend and blend their logits with the probe's.
+
+    The probe's weight is chosen on validation from 1, 0.9, ..., 0 (1: the probe alone, kept on
+    ties), so the blend is never worse than the probe on validation.
+    """
+    left = deadline - time.monotonic()
+    if left < _MIN_ENSEMBLE_S:
+        _say(cfg, f"no compact CNN beside the probe: {max(left, 0):.0f} s left")
+        return probe, probe_val, summary
+    crop, k = probe.crop_samples, int(probe.hparams.eval_crops)
+    members, logits = train_scratch_members(
+        train, val, list(probe.tags), probe.sample_rate, crop, k, deadline, device,
+        cfg.ensemble, cfg.seed, lambda m: _say(cfg, f"compact CNN {m}"), probe.frontend,
+    )  # fmt: skip
+    cnn = logits.mean(0)
+    best_alpha, best = 1.0, -1.0
+    for alpha in np.linspace(1.0, 0.0, 11):
+        blend = torch.sigmoid(alpha * probe_logits + (1 - alpha) * cnn)
+        score = macro_pr_auc(blend.numpy(), val.targets)
+        if score > best + 1e-9:
+            best_alpha, best = float(alpha), score
+    cnn_val = macro_pr_auc(torch.sigmoid(cnn).numpy(), val.targets)
+    what = f"{len(members)} compact CNN{'s' if len(members) > 1 else ''}"
+    _say(
+        cfg,
+        f"validation pr_auc_macro: probe {probe_val:.4f}, {what} {cnn_val:.4f}, "
+        f"blend {best:.4f} at probe weight {best_alpha:.1f}",
+    )
+    if best_alpha >= 1.0:
+        return probe, probe_val, summary
+    share = (1 - best_alpha) / len(members)
+    model = combine_taggers(probe, members, [best_alpha] + [share] * len(members))
+    return model, best, f"{summary} blended with {what} (probe weight {best_alpha:.1f})"
+
+
+def _scratch(
+    cfg: TrainConfig,
+    train: TrackSet,
+    val: TrackSet,
+    tags: list[str],
+    sample_rate: int,
+    crop: int,
+    k: int,
+    deadline: float,
+    device: torch.device,
+) -> tuple[Tagger, float, str]:
+    """Compact CNN(s) from scratch; several are averaged when that is better on validation."""
+    members, logits = train_scratch_members(
+        train, val, tags, sample_rate, crop, k, deadline, device, cfg.scratch, cfg.seed,
+        lambda m: _say(cfg, m),
+    )  # fmt: skip
+    scores = [
+        macro_pr_auc(torch.sigmoid(logits[:n].mean(0)).numpy(), val.targets)
+        for n in range(1, len(members) + 1)
+    ]
+    n = 1 + max(range(len(scores)), key=lambda i: scores[i] - 1e-9 * i)
+    n_params = sum(p.numel() for p in members[0].parameters())
+    if n == 1:
+        return members[0], scores[0], f"compact CNN from scratch ({n_params:,} parameters)"
+    if len(members) > 1:
+        _say(cfg, f"validation pr_auc_macro of the average of 1..{len(members)} models: {scores}")
+    model = combine_taggers(None, members[:n], [1.0 / n] * n)
+    return (
+        model,
+        scores[n - 1],
+        f"{n} compact CNNs from scratch, averaged ({n_params:,} parameters each)",
+    )
 
 
 def _bar(cfg: TrainConfig, total: int, desc: str):

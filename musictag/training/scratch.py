@@ -17,6 +17,7 @@ Why this beats the recipes on small collections (see ``docs/train.md``):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -33,7 +34,7 @@ from .augment import Augment
 from .data import TrackSet
 from .probe import macro_pr_auc
 
-__all__ = ["ScratchConfig", "mel_crops", "train_scratch"]
+__all__ = ["ScratchConfig", "crop_logits", "mel_crops", "train_scratch", "train_scratch_members"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ class ScratchConfig:
         eval_every: Seconds between validations (checked after each epoch; one at the end).
         band_norm: ``"band"``: standardise each mel band; ``"global"``: one mean and std for all
             (what a ``BatchNorm2d(1)`` on dB values learns), for the ablation.
-        max_epochs: Stop after this many epochs even if time is left (ablations).
+        max_epochs: Stop after this many epochs even if time is left (ablations; in an
+            ensemble, the epochs of each member).
+        members: Most models :func:`train_scratch_members` trains (different seeds), each for
+            ``max_epochs``, while the budget holds another; their logits are averaged.
     """
 
     channels: tuple[int, ...] = (16, 32, 64, 128)
@@ -73,6 +77,7 @@ class ScratchConfig:
     eval_every: float = 20.0
     band_norm: str = "band"
     max_epochs: int | None = None
+    members: int = 1
 
 
 def mel_crops(
@@ -138,6 +143,7 @@ def train_scratch(
     cfg: ScratchConfig | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    frontend: torch.nn.Module | None = None,
 ) -> tuple[Tagger, float]:
     """Train the scratch tagger until ``deadline`` (``time.monotonic()``), keep the best on val.
 
@@ -153,6 +159,9 @@ def train_scratch(
         cfg: Settings (default :class:`ScratchConfig`).
         seed: Seed of weights, crops and augmentation.
         progress: Called with a one-line status after each validation.
+        frontend: A dB log-mel frontend to train on instead of the one ``cfg`` describes (its
+            mel bands and hop replace ``cfg``'s): the shared frontend of a transfer tagger, when
+            the model joins it as an ensemble member.
 
     Returns:
         ``(tagger in eval mode with the best weights, its validation macro PR-AUC)``.
@@ -160,8 +169,14 @@ def train_scratch(
     cfg = cfg or ScratchConfig()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = build_scratch_tagger(tags, sample_rate, crop, k, cfg).to(device)
-    frontend = build_frontend("logmel", sample_rate, **_frontend_kwargs(sample_rate, cfg))
+    if frontend is None:
+        model = build_scratch_tagger(tags, sample_rate, crop, k, cfg).to(device)
+        frontend = build_frontend("logmel", sample_rate, **_frontend_kwargs(sample_rate, cfg))
+    else:
+        cfg = dataclasses.replace(cfg, n_mels=frontend.n_mels, hop_length=frontend.hop_length)
+        model = build_scratch_tagger(tags, sample_rate, crop, k, cfg)
+        model.frontend = copy.deepcopy(frontend)
+        model = model.to(device)
     frontend = frontend.to(device)
     # training crops: up to 3 per track (long tracks), computed once; validation: the eval crops
     train_k = 1 if np.median([len(w) for w in train.waves]) <= crop else 3
@@ -230,6 +245,69 @@ def train_scratch(
         model.load_state_dict(best_state)
     model.eval()
     return model, best
+
+
+def crop_logits(model: Tagger, x: torch.Tensor) -> torch.Tensor:
+    """Logits averaged over crops, from precomputed features ``[N, K, 1, F, T]``: ``[N, tags]``."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, x.shape[0], 64):
+            b = x[i : i + 64]
+            logits = model.head(model.backbone(b.flatten(0, 1))).float()
+            out.append(logits.reshape(b.shape[0], b.shape[1], -1).mean(1).cpu())
+    return torch.cat(out)
+
+
+def train_scratch_members(
+    train: TrackSet,
+    val: TrackSet,
+    tags: list[str],
+    sample_rate: int,
+    crop: int,
+    k: int,
+    deadline: float,
+    device: torch.device,
+    cfg: ScratchConfig,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    frontend: torch.nn.Module | None = None,
+) -> tuple[list[Tagger], torch.Tensor]:
+    """Up to ``cfg.members`` scratch models (seeds ``seed, seed + 1, ...``) within the budget.
+
+    The first model trains until ``deadline`` or ``cfg.max_epochs``; another one starts only
+    when the time left holds what the previous one took (plus 10 %), so a slow machine gets one
+    model trained for the whole budget, as :func:`train_scratch` alone.
+
+    Returns:
+        ``(models, their validation logits [models, N, tags])``, logits averaged over crops
+        (the evaluation crops of the validation tracks).
+    """
+    say = progress or (lambda m: None)
+    models: list[Tagger] = []
+    logits: list[torch.Tensor] = []
+    fe = frontend
+    if fe is None:
+        fe = build_frontend("logmel", sample_rate, **_frontend_kwargs(sample_rate, cfg))
+    x_val = None
+    took = 0.0
+    for i in range(max(1, cfg.members)):
+        start = time.monotonic()
+        if i and start + 1.1 * took > deadline:
+            say(
+                f"{i} model(s): no time for another ({deadline - start:.0f} s left, one took {took:.0f} s)"
+            )
+            break
+        tag = (lambda m, i=i: say(f"model {i + 1}: {m}")) if cfg.members > 1 else say
+        model, _ = train_scratch(
+            train, val, tags, sample_rate, crop, k, deadline, device, cfg, seed + i, tag, frontend
+        )
+        took = time.monotonic() - start
+        if x_val is None:
+            x_val = mel_crops(fe.to(device), val.waves, crop, k, device)
+        models.append(model)
+        logits.append(crop_logits(model, x_val))
+    return models, torch.stack(logits)
 
 
 def _val_scores(model: Tagger, x_val: torch.Tensor) -> np.ndarray:

@@ -33,6 +33,7 @@ from .data import TrackSet
 __all__ = [
     "FEATURE_VERSION",
     "BudgetExceeded",
+    "combine_taggers",
     "build_transfer_tagger",
     "cached_features",
     "default_cache_dir",
@@ -160,6 +161,71 @@ def build_transfer_tagger(
             bb.input_bns[i].load_state_dict(m.frontend.bn.state_dict())
     tagger.frontend.mel.load_state_dict(first.frontend.mel.state_dict())
     return tagger.eval()
+
+
+def combine_taggers(
+    base: Tagger | None, members: Sequence[Tagger], weights: Sequence[float]
+) -> Tagger:
+    """One tagger whose logits are the weighted sum of ``base``'s and ``members``' logits.
+
+    The members' backbones are appended to ``base``'s :class:`TransferBackbone` as
+    ``role="embedding"`` members and the head is the weighted concatenation of the heads, so the
+    result is a normal tagger (one checkpoint, one forward pass). Without ``base``, the members
+    alone make a plain ensemble behind the first member's frontend.
+
+    Args:
+        base: A probed transfer tagger (:func:`build_transfer_tagger`), or ``None``.
+        members: Taggers trained on ``base``'s (or the first member's) frontend output, such as
+            the compact CNN of :func:`~musictag.training.scratch.train_scratch`; their own
+            frontends are not used.
+        weights: One weight per tagger, ``base`` first when given.
+
+    Returns:
+        A new tagger in eval mode; the inputs are unchanged.
+    """
+    parts = ([base] if base is not None else []) + list(members)
+    if len(weights) != len(parts) or not members:
+        raise ValueError(
+            f"need members and one weight per tagger, got {len(weights)} for {len(parts)}"
+        )
+    specs = [{**member_spec(m), "input_bn": False, "role": "embedding"} for m in members]
+    if base is not None:
+        hp = dict(base.hparams)
+        kwargs = dict(hp["backbone_kwargs"])
+        kwargs["members"] = [*kwargs["members"], *specs]
+        out = Tagger(**{**hp, "backbone_kwargs": kwargs})
+        state = {k: v for k, v in base.state_dict().items() if not k.startswith("head.")}
+        missing, unexpected = out.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith(("backbone.members.", "head.")) for k in missing):
+            raise RuntimeError(f"cannot extend the transfer tagger: {missing=}, {unexpected=}")
+        first = len(kwargs["members"]) - len(members)
+    else:
+        m0 = members[0]
+        out = Tagger(
+            backbone="transfer",
+            n_tags=len(m0.tags),
+            tags=list(m0.tags),
+            sample_rate=m0.sample_rate,
+            crop_samples=m0.crop_samples,
+            eval_crops=int(m0.hparams.eval_crops),
+            frontend="logmel",
+            frontend_kwargs=dict(m0.hparams.get("frontend_kwargs") or {}),
+            backbone_kwargs={"members": specs},
+            head_dropout=0.0,
+            optimizer="adamw",
+            lr=float(m0.hparams.lr),
+            scheduler=None,
+        )
+        out.frontend.load_state_dict(m0.frontend.state_dict())
+        first = 0
+    for i, m in enumerate(members):
+        out.backbone.members[first + i].load_state_dict(m.backbone.state_dict())
+    with torch.no_grad():
+        out.head.fc.weight.copy_(
+            torch.cat([w * p.head.fc.weight for w, p in zip(weights, parts)], 1)
+        )
+        out.head.fc.bias.copy_(sum(w * p.head.fc.bias for w, p in zip(weights, parts)))
+    return out.to(next(parts[0].parameters()).device).eval()
 
 
 class BudgetExceeded(RuntimeError):
