@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .audio import DEFAULT_BLOCK_FRAMES, AudioReadError, stream_audio
 from .inference import Inference
+from .pretrained import file_sha256
 from .results import TagResult, select_tags
 
 __all__ = [
@@ -100,14 +101,6 @@ def _remove_db(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def catalogue_settings(
     inference: Inference, task: str, checkpoint: str | Path | None
 ) -> dict[str, Any]:
@@ -121,7 +114,7 @@ def catalogue_settings(
     model = inference.model
     return {
         "task": task,
-        "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
         "tags": list(model.tags),
         "sample_rate": inference.sample_rate,
         "window": inference.window,
@@ -131,7 +124,9 @@ def catalogue_settings(
         "layers": inference.embeddings,
         "top_k": inference.top_k,
         # per-tag calibrated thresholds are an array: stored as a JSON list
-        "threshold": None if inference.threshold is None else np.asarray(inference.threshold).tolist(),
+        "threshold": None
+        if inference.threshold is None
+        else np.asarray(inference.threshold).tolist(),
     }
 
 
