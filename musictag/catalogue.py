@@ -10,17 +10,7 @@ batch to the rank's own part database (WAL, ``synchronous=FULL``): that is the j
 every rank is done, global rank 0 merges the parts into the results database. A rerun after a
 crash or ``kill -9`` merges the parts left behind and tags only the files not yet in it.
 
-Schema (version 1; float arrays are little-endian float32, ``starts`` little-endian int64):
-
-- ``meta(key, value)``: ``schema_version`` and the settings the results depend on (``task``,
-  ``checkpoint_sha256``, ``tags``, ``sample_rate``, ``window``, ``hop``, ``crops``,
-  ``aggregation``, ``layers``, ``top_k``, ``threshold``), JSON-encoded; also ``checkpoint``.
-- ``tracks(path, file, id, n_windows, scores, starts, window_scores, embedding, run, rank,
-  finished)``: one row per finished file; ``path`` (primary key) is the absolute path.
-- ``labels(path, rank, tag, score)``: the selected tags of each file, best first.
-- ``failures(path, error, attempts, run, at)``: files that could not be read; they are retried
-  on the next run, and the row is removed once one succeeds.
-- ``runs(run, started, finished, world_size, files, pending)``: one row per run.
+The database schema (version 1) is described in ``docs/catalogue.md#the-results-database``.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Million Song Dataset + Last.fm tags: clean the tags of ``lastfm_tags.db``, split, write shards.
 
-``lastfm_tags.db`` is SQLite with three tables: ``tids(tid)`` (the MSD track id ``TR...``; a track's
-number is its rowid), ``tags(tag)`` (a tag's number is its rowid) and ``tid_tag(tid, tag, val)``
-(track number, tag number, Last.fm score 0-100). The tags are raw user tags (522k of them), so
-they are cleaned following the urop2019 pipeline (pukkapies/urop2019, ``million-song-cleaning``):
-lower-casing, spelling variants merged, non-genre tags dropped, the vocal tags (``male``,
-``female``, ``rap``, ``instrumental``) gathered from hand-checked lists, then a popularity
-threshold (the top-k, if any, is chosen by the data module). :func:`build_tag_map` documents each
-step.
-
-Splits come from the published lists: Choi's ``MSD_split_for_tagging`` text files or Won/Lee's
-``filtered_list_{train,test}.cP`` pickles, which are read by an unpickler that refuses every
-global and accepts only lists and dicts of strings and integers (:func:`read_plain_pickle`): no
-class is built and no code runs. The format, options and quirks are described in ``docs/datasets.md``.
+The raw Last.fm tags are cleaned following the urop2019 pipeline (pukkapies/urop2019;
+:func:`build_tag_map` lists the steps); the top-k, if any, is chosen by the data module. Splits
+come from Choi's text lists, Won/Lee's pickles (read by an unpickler that refuses every global:
+:func:`read_plain_pickle`) or a seeded stratified split. Format, options and quirks:
+``docs/datasets.md#million-song-dataset--lastfm-tags-msd``.
 """
 
 from __future__ import annotations
