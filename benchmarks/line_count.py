@@ -9,7 +9,8 @@ one of that feature's (``NEW_MODULES``), or, in ``musictag/cli.py``, when they a
 command's handler or sub-parser (``NEW_IN_CLI``); every other line belongs to the features
 that existed at ``BASE``. For those, ``git blame -M -C -C`` also says how many lines are as
 they were at ``BASE`` (moved or not) and, per module, how many were written since (a clean
-working tree only: blame reads commits).
+working tree only: blame reads commits; for ``cli.py``, of the lines left after the new
+commands' parts).
 """
 
 from __future__ import annotations
@@ -136,8 +137,11 @@ def main() -> None:
         else:
             old_modules.append(path)
     cli = cli_parts(now["musictag/cli.py"])
+    new_in_cli = 0
     for feature, names in NEW_IN_CLI.items():
         new[feature] += sum(cli[n] for n in names)
+        new_in_cli += sum(cli[n] for n in names)
+    own = {p: lines(now[p]) - (new_in_cli if p == "musictag/cli.py" else 0) for p in old_modules}
     total = sum(lines(t) for t in now.values())
     existing = total - sum(new.values())
     dirty = bool(git("status", "--porcelain", "musictag"))
@@ -153,12 +157,12 @@ def main() -> None:
         print(f"| added since: {feature} | {n:,} |")
     print(f"| added since, all | {sum(new.values()):,} |")
     if kept:
-        print(f"\n| module of a feature that existed at {BASE} | lines | written since |")
+        print(f"\n| module of the features of {BASE} | their lines | written since |")
         print("|---|---:|---:|")
-        since = {p: lines(now[p]) - kept[p] for p in old_modules}
+        since = {p: max(0, own[p] - kept[p]) for p in old_modules}
         for p in sorted(since, key=lambda p: -since[p]):
             if since[p] >= args.min_since:
-                print(f"| {p} | {lines(now[p]):,} | {since[p]:,} |")
+                print(f"| {p} | {own[p]:,} | {since[p]:,} |")
 
 
 if __name__ == "__main__":
