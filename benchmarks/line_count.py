@@ -2,6 +2,7 @@
 
     python benchmarks/line_count.py                # the table of docs/architecture.md#size
     python benchmarks/line_count.py --rev c401046  # one figure: the issue's 14,977
+    python benchmarks/line_count.py --by-commit musictag/audio.py  # what its new lines came with
 
 A line is what ``find musictag -name '*.py' | xargs cat | wc -l`` counts (newline characters of
 the tracked ``.py`` files). Lines belong to a feature added since ``BASE`` when their module is
@@ -116,13 +117,36 @@ def blamed_old_lines(path: str) -> int:
     return sum(1 for line in out.splitlines() if line == "boundary")
 
 
+def written_since_by_commit(path: str) -> Counter[str]:
+    """Lines of ``path`` written since ``BASE``, per commit (``sha subject``)."""
+    out = git("blame", "-w", "-M", "-C", "-C", "--line-porcelain", f"{BASE}..HEAD", "--", path)
+    commit, subjects, boundary, counts = "", {}, set(), Counter()
+    for line in out.splitlines():
+        head = line.split(" ")
+        if len(head) >= 3 and len(head[0]) == 40 and head[1].isdigit():
+            commit = head[0]
+            counts[commit] += 1
+        elif line.startswith("summary "):
+            subjects[commit] = line[8:]
+        elif line == "boundary":
+            boundary.add(commit)
+    return Counter(
+        {f"{c[:7]} {subjects[c][:90]}": n for c, n in counts.items() if c not in boundary}
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", help="print only the total at this revision")
     parser.add_argument(
         "--min-since", type=int, default=100, help="list modules with this many new lines"
     )
+    parser.add_argument("--by-commit", metavar="MODULE", help="a module's new lines per commit")
     args = parser.parse_args()
+    if args.by_commit:
+        for commit, n in written_since_by_commit(args.by_commit).most_common():
+            print(f"{n:5d}  {commit}")
+        return
     if args.rev:
         print(sum(lines(t) for t in python_files(args.rev).values()))
         return
