@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..shards import AudioItem, ShardWriteReport, write_shards
+from ..vocab import resolve_merge
 from .common import SPLITS, check_audio_files, check_columns, resolve_audio, stratified_split
 
 __all__ = [
@@ -358,21 +359,6 @@ def _close(name: str, known: Iterable[str], popularity: Mapping[str, int] | None
     return f" (close: {', '.join(repr(c) for c in close)})" if close else ""
 
 
-def _resolve_chains(merge: Mapping[str, str], where: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for src in merge:
-        path = [src]
-        tgt = merge[src]
-        while tgt in merge and tgt != path[-1]:
-            if tgt in path:
-                raise ValueError(f"{where}: merge cycle {' -> '.join([*path, tgt])}")
-            path.append(tgt)
-            tgt = merge[tgt]
-        if tgt != src:
-            out[src] = tgt
-    return out
-
-
 def build_tag_map(
     raw_tags: Mapping[int, str],
     popularity: Mapping[int, int],
@@ -486,7 +472,7 @@ def build_tag_map(
     vocal_names = set(vocal.values())
     targets: set[str] = set()
     norm_merge = {normalise_tag(s): normalise_tag(t) for s, t in merge.items()}
-    for src, tgt in _resolve_chains(norm_merge, "merge").items():
+    for src, tgt in resolve_merge(norm_merge).items():
         missing = [t for t in (src, tgt) if t not in key_of and t not in vocal]
         if missing:
             if default_merge:
@@ -548,7 +534,7 @@ def _raw_tag_map(
     names = set(raw_tags.values())
     popularity = {t: popularity_by_id.get(i, 0) for i, t in raw_tags.items()}
     drop_set = set(drop)
-    resolved = _resolve_chains(merge, "merge")
+    resolved = resolve_merge(merge)
     if not default_merge:
         for src, tgt in resolved.items():
             for t in (src, tgt):

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..shards import AudioItem, ShardWriteReport, write_shards
+from ..vocab import resolve_merge
 from .common import SPLITS, check_audio_files, check_columns, resolve_audio
 
 __all__ = [
@@ -268,16 +269,7 @@ def merge_tags(
     unknown = [t for t in dict.fromkeys([*merge, *merge.values()]) if t not in known]
     if unknown:
         raise _unknown_tags(f"merge map (tags of {annotations.path})", unknown, annotations.tags)
-    resolved: dict[str, str] = {}
-    for src in merge:
-        path, dst = [src], merge[src]
-        while dst in merge and dst != merge[dst]:
-            if dst in path:
-                raise ValueError(f"merge map has a cycle: {' -> '.join([*path, dst])}")
-            path.append(dst)
-            dst = merge[dst]
-        if dst != src:
-            resolved[src] = dst
+    resolved = resolve_merge(merge)
     tags = tuple(t for t in annotations.tags if t not in resolved)
     pos = {t: i for i, t in enumerate(tags)}
     clip_tags = [
