@@ -10,17 +10,7 @@ batch to the rank's own part database (WAL, ``synchronous=FULL``): that is the j
 every rank is done, global rank 0 merges the parts into the results database. A rerun after a
 crash or ``kill -9`` merges the parts left behind and tags only the files not yet in it.
 
-Schema (version 1; float arrays are little-endian float32, ``starts`` little-endian int64):
-
-- ``meta(key, value)``: ``schema_version`` and the settings the results depend on (``task``,
-  ``checkpoint_sha256``, ``tags``, ``sample_rate``, ``window``, ``hop``, ``crops``,
-  ``aggregation``, ``layers``, ``top_k``, ``threshold``), JSON-encoded; also ``checkpoint``.
-- ``tracks(path, file, id, n_windows, scores, starts, window_scores, embedding, run, rank,
-  finished)``: one row per finished file; ``path`` (primary key) is the absolute path.
-- ``labels(path, rank, tag, score)``: the selected tags of each file, best first.
-- ``failures(path, error, attempts, run, at)``: files that could not be read; they are retried
-  on the next run, and the row is removed once one succeeds.
-- ``runs(run, started, finished, world_size, files, pending)``: one row per run.
+The database schema (version 1) is described in ``docs/catalogue.md#the-results-database``.
 """
 
 from __future__ import annotations
@@ -43,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .audio import DEFAULT_BLOCK_FRAMES, AudioReadError, stream_audio
 from .inference import Inference
+from .pretrained import file_sha256
 from .results import TagResult, select_tags
 
 __all__ = [
@@ -100,14 +91,6 @@ def _remove_db(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def catalogue_settings(
     inference: Inference, task: str, checkpoint: str | Path | None
 ) -> dict[str, Any]:
@@ -121,7 +104,7 @@ def catalogue_settings(
     model = inference.model
     return {
         "task": task,
-        "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
         "tags": list(model.tags),
         "sample_rate": inference.sample_rate,
         "window": inference.window,
@@ -131,7 +114,9 @@ def catalogue_settings(
         "layers": inference.embeddings,
         "top_k": inference.top_k,
         # per-tag calibrated thresholds are an array: stored as a JSON list
-        "threshold": None if inference.threshold is None else np.asarray(inference.threshold).tolist(),
+        "threshold": None
+        if inference.threshold is None
+        else np.asarray(inference.threshold).tolist(),
     }
 
 

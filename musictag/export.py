@@ -18,7 +18,6 @@ file needs: tags, rates, window, hop, aggregation, thresholds, provenance and li
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import warnings
@@ -204,14 +203,6 @@ def run_exported(path: str | Path, waveform: np.ndarray | torch.Tensor) -> np.nd
         return module(torch.from_numpy(x)).numpy()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _weights_record(meta: dict[str, Any], license: str | None) -> dict[str, Any]:
     source = meta.get("source")
     if source:  # written by `musictag convert-sota`
@@ -263,6 +254,7 @@ def model_card(
         A JSON-ready dict.
     """
     from . import __version__
+    from .pretrained import file_sha256
 
     hp = model.hparams
     rate, window = int(model.sample_rate), int(model.crop_samples)
@@ -313,7 +305,7 @@ def model_card(
         "weights": _weights_record(dict(checkpoint_meta or {}), license),
     }
     if checkpoint is not None:
-        card["checkpoint"] = {"file": Path(checkpoint).name, "sha256": _sha256(Path(checkpoint))}
+        card["checkpoint"] = {"file": Path(checkpoint).name, "sha256": file_sha256(checkpoint)}
     if parity is not None:
         card["parity"] = parity
     return card

@@ -254,11 +254,8 @@ def sota_weights_path(root: str | Path, arch: str, dataset: str) -> Path:
 
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # ---------------------------------------------------------------------------- key mapping

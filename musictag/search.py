@@ -377,12 +377,10 @@ class TrackIndex:
                 import faiss
 
                 graph = faiss.read_index(str(faiss_file))
+                backend = "faiss"
                 if graph.ntotal != len(emb) or graph.d != emb.dim:
                     log.warning("%s does not match %s; rebuilding it", faiss_file, EMBEDDINGS_NAME)
                     graph = None
-                    backend = "faiss"
-                else:
-                    backend = "faiss"
             else:
                 log.info(
                     "%s needs faiss (pip install 'musictag[ann]'); using exact search", faiss_file

@@ -9,14 +9,16 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from musictag.cli import main
 from musictag.data.shards import AudioItem, write_shards
-from musictag.search import EmbeddingSet, TrackIndex, embed_tracks, faiss_available
-from musictag.tta import extract_crops
+from musictag.inference import tag_file
+from musictag.search import EmbeddingSet, TrackIndex, embed_file, embed_tracks, faiss_available
+from musictag.tta import extract_crops, window_starts
 
-from .test_inference import SR, noise_file, save_checkpoint, tiny_crnn
+from .test_inference import CROP, SR, noise_file, save_checkpoint, tiny_crnn
 
 
 def random_set(n: int = 60, d: int = 16, seed: int = 0) -> EmbeddingSet:
@@ -145,3 +147,24 @@ def test_embed_index_search_commands_find_a_duplicate(tmp_path, capsys):
     assert "  1  1.0000  3  " in capsys.readouterr().out
     # audio inputs to `index` need a checkpoint
     assert main(["index", str(music), "-o", str(tmp_path / "x")]) == 2
+
+
+def test_embeddings_are_deterministic_window_means(tmp_path):
+    model = tiny_crnn()
+    path = noise_file(tmp_path / "a.wav", 2.6)
+    wave, _ = sf.read(path, dtype="float32")
+    a = embed_file(model, path, hop=2000)
+    assert np.array_equal(a, embed_file(model, path, hop=2000))
+    starts = window_starts(wave.size, CROP, 2000)
+    with torch.no_grad():
+        windows = torch.from_numpy(np.stack([wave[s : s + CROP] for s in starts]))
+        ref = model.embed(windows).numpy()
+    np.testing.assert_allclose(a, ref.mean(0), atol=1e-6, rtol=0)
+    both = tag_file(model, path, hop=2000, embeddings="all")
+    plain = tag_file(model, path, hop=2000)
+    # the head reuses the embedding: same scores as a plain forward
+    np.testing.assert_allclose(both.window_scores, plain.window_scores, atol=1e-6, rtol=0)
+    # "all": every stage pooled (4 conv stages of 8 + GRU stage 32) then the 32-d embedding
+    assert both.window_embeddings.shape[0] == len(starts)
+    np.testing.assert_allclose(both.embedding[-32:], a, atol=1e-6, rtol=0)
+    assert both.embedding.shape == model.embed(windows[:1], "all").shape[1:]

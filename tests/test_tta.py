@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from musictag.presets import CRNNTagger
-from musictag.tta import aggregate, eval_crop_starts, extract_crops
+from musictag.tta import (
+    aggregate,
+    eval_crop_starts,
+    extract_crops,
+    sliding_windows,
+    window_starts,
+)
 
 
 def test_crop_starts_follow_the_published_protocol():
@@ -57,3 +63,18 @@ def test_track_scores_are_the_mean_of_per_crop_outputs():
         per_crop = torch.stack([torch.sigmoid(model(crops[:, i])) for i in range(4)], dim=1)
         track = model.track_scores(crops)
     assert torch.allclose(track, per_crop.mean(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("window,hop", [(100, 100), (100, 30), (100, 170)])
+def test_streamed_windows_are_those_of_the_whole_signal(window, hop):
+    rng = np.random.default_rng(0)
+    for n in (1, 99, 100, 101, 250, 1037):
+        x = rng.standard_normal(n).astype(np.float32)
+        for chunk in (1, 7, 64, 5000):
+            got = list(sliding_windows([x[i : i + chunk] for i in range(0, n, chunk)], window, hop))
+            assert [s for s, _ in got] == window_starts(n, window, hop)
+            for s, w in got:
+                ref = x[s : s + window]
+                assert np.array_equal(w, np.pad(ref, (0, window - ref.size)))
+    with pytest.raises(ValueError, match="zero-length"):
+        list(sliding_windows([np.zeros(0)], window, hop))

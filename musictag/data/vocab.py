@@ -12,14 +12,16 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from musictag.data.shards import load_manifest
 
-__all__ = ["TagVocab"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TagVocab", "resolve_merge"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def _unknown_error(what: str, names: Sequence[str], known: Iterable[str]) -> Val
     return ValueError(f"{what} not found among the {len(known)} known tags: " + "; ".join(parts))
 
 
-def _resolve_merge(merge: Mapping[str, str] | None) -> dict[str, str]:
+def resolve_merge(merge: Mapping[str, str] | None) -> dict[str, str]:
     """Resolve merge chains so that every source maps straight to its final target.
 
     ``{"a": "b", "b": "c"}`` becomes ``{"a": "c", "b": "c"}``. Identity entries are dropped.
@@ -54,7 +56,7 @@ def _resolve_merge(merge: Mapping[str, str] | None) -> dict[str, str]:
         while target in raw:
             if target in path:
                 cycle = " -> ".join([*path[path.index(target) :], target])
-                raise ValueError(f"merge map has a cycle: {cycle}; remove one of these entries")
+                raise ValueError(f"merge cycle: {cycle}; remove one of these entries")
             path.append(target)
             target = raw[target]
         resolved[source] = target
@@ -95,7 +97,7 @@ class TagVocab:
         if isinstance(tags, str):
             raise TypeError(f"tags must be a sequence of tag names, not the string {tags!r}")
         self.tags: list[str] = [str(t) for t in tags]
-        self.merge: dict[str, str] = _resolve_merge(merge)
+        self.merge: dict[str, str] = resolve_merge(merge)
         duplicates = sorted({t for t in self.tags if self.tags.count(t) > 1})
         if duplicates:
             raise ValueError(f"duplicate tags in the vocabulary: {duplicates}")
@@ -152,7 +154,7 @@ class TagVocab:
         for arg, value in (("include", include), ("exclude", exclude)):
             if isinstance(value, str):
                 raise TypeError(f"{arg} must be a list of tag names, not the string {value!r}")
-        resolved = _resolve_merge(merge)
+        resolved = resolve_merge(merge)
         missing = [source for source in resolved if source not in counts]
         if missing:
             raise _unknown_error("merge source tag(s)", missing, counts)
@@ -296,8 +298,8 @@ class TagVocab:
         Returns:
             ``[(tag, score), ...]`` sorted by score, descending (ties in vocabulary order).
         """
-        if isinstance(scores, torch.Tensor):
-            scores = scores.detach().cpu().to(torch.float64).numpy()
+        if hasattr(scores, "detach"):  # a tensor; torch is imported only by its users
+            scores = scores.detach().cpu().double().numpy()
         values = np.asarray(scores, dtype=np.float64)
         if values.shape != (len(self.tags),):
             raise ValueError(
@@ -348,6 +350,8 @@ class TagVocab:
         if absent:
             log.warning("%d tag(s) have no positive tracks: %s", len(absent), absent[:10])
         n_pos = np.clip(n_pos, 1, n_tracks).astype(np.float64)
+        import torch
+
         return torch.tensor((n_tracks - n_pos) / n_pos, dtype=torch.float32)
 
     def save(self, path: str | Path) -> None:

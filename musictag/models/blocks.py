@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-__all__ = ["ConvBlock1d", "ConvBlock2d", "pool_stage"]
+__all__ = ["ConvBlock1d", "ConvBlock2d", "add_conv_stages", "pool_stage", "pooled_bands"]
 
 
 class ConvBlock2d(nn.Module):
@@ -82,3 +84,30 @@ def pool_stage(x: torch.Tensor) -> torch.Tensor:
     Used to turn intermediate stage outputs into fixed-size multi-layer embeddings.
     """
     return x.flatten(2).mean(-1) if x.dim() > 2 else x
+
+
+def pooled_bands(n_mels: int, pools: Sequence[Sequence[int]]) -> int:
+    """Frequency bands left after max-pools ``(freq, time)``; ``ValueError`` if none is."""
+    freq = n_mels
+    for p in pools:
+        freq //= p[0]
+    if freq < 1:
+        raise ValueError(
+            f"n_mels={n_mels} is pooled to zero by pools={pools}; use smaller frequency pools"
+        )
+    return freq
+
+
+def add_conv_stages(
+    module: nn.Module, in_channels: int, channels: Sequence[int], pools: Sequence, n_mels: int
+) -> tuple[int, int]:
+    """Add ``layer1`` ... ``layerN``, a 3×3 :class:`ConvBlock2d` and pool each, to ``module``;
+    returns ``(channels out, frequency bands left)``."""
+    pools = [tuple(p) for p in pools]
+    if len(channels) != len(pools):
+        raise ValueError(f"channels ({len(channels)}) and pools ({len(pools)}) differ in length")
+    prev, freq = in_channels, pooled_bands(n_mels, pools)
+    for i, (c, p) in enumerate(zip(channels, pools), start=1):
+        setattr(module, f"layer{i}", ConvBlock2d(prev, c, 3, p))
+        prev = c
+    return prev, freq

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .base import Backbone
-from .blocks import ConvBlock2d
+from .blocks import add_conv_stages
 
 __all__ = ["CRNN"]
 
@@ -58,23 +58,8 @@ class CRNN(Backbone):
         if readout not in ("last", "mean_max"):
             raise ValueError(f"readout must be 'last' or 'mean_max', got {readout!r}")
         self.freq_reduce, self.readout = freq_reduce, readout
-        channels, pools = list(channels), [tuple(p) for p in pools]
-        if len(channels) != len(pools):
-            raise ValueError(
-                f"channels ({len(channels)}) and pools ({len(pools)}) differ in length"
-            )
-        freq = n_mels
-        for p in pools:
-            freq //= p[0]
-        if freq < 1:
-            raise ValueError(
-                f"n_mels={n_mels} is pooled to zero by pools={pools}; use smaller frequency pools"
-            )
         self.n_blocks = len(channels)
-        prev = in_channels
-        for i, (c, p) in enumerate(zip(channels, pools), start=1):
-            setattr(self, f"layer{i}", ConvBlock2d(prev, c, 3, p))
-            prev = c
+        prev, freq = add_conv_stages(self, in_channels, channels, pools, n_mels)
         gru_in = prev * freq if freq_reduce == "flatten" else prev
         # named layer{n+1} as in the published implementation, so its checkpoints map 1:1
         setattr(

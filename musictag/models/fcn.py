@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Backbone
-from .blocks import ConvBlock2d
+from .blocks import add_conv_stages
 
 __all__ = ["FCN"]
 
@@ -54,24 +54,8 @@ class FCN(Backbone):
         in_channels: int = 1,
     ) -> None:
         super().__init__()
-        channels, pools = list(channels), [tuple(p) for p in pools]
-        if len(channels) != len(pools):
-            raise ValueError(
-                f"channels ({len(channels)}) and pools ({len(pools)}) differ in length"
-            )
-        freq = n_mels
-        for p in pools:
-            freq //= p[0]
-        if freq < 1:
-            raise ValueError(
-                f"n_mels={n_mels} is pooled to zero by pools={pools}; use smaller frequency pools"
-            )
         self.n_blocks = len(channels)
-        prev = in_channels
-        for i, (c, p) in enumerate(zip(channels, pools, strict=True), start=1):
-            setattr(self, f"layer{i}", ConvBlock2d(prev, c, 3, p))
-            prev = c
-        self.embed_dim = prev
+        self.embed_dim, _ = add_conv_stages(self, in_channels, channels, pools, n_mels)
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         stages = []

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .base import Backbone
+from .blocks import pooled_bands
 
 __all__ = ["PreActBlock", "ResNet", "ResNetStage"]
 
@@ -130,13 +131,7 @@ class ResNet(Backbone):
             )
         if pooling not in ("mean", "max", "meanmax"):
             raise ValueError(f"pooling must be 'mean', 'max' or 'meanmax', got {pooling!r}")
-        freq = n_mels
-        for p in pools:
-            freq //= p[0]
-        if freq < 1:
-            raise ValueError(
-                f"n_mels={n_mels} is pooled to zero by pools={pools}; use smaller frequency pools"
-            )
+        pooled_bands(n_mels, pools)
         self.pooling = pooling
         self.n_stages = len(channels)
         self.stem = nn.Conv2d(in_channels, channels[0], 3, padding=1, bias=False)

@@ -1,25 +1,9 @@
-"""FMA, the Free Music Archive dataset (Defferrard et al. 2017, github.com/mdeff/fma).
+"""FMA, the Free Music Archive dataset (Defferrard et al. 2017): genre labels, official split.
 
-``fma_metadata.zip`` holds ``tracks.csv`` and ``genres.csv``; audio comes per subset,
-``fma_<subset>/<first 3 digits>/<6-digit track id>.mp3`` (30 s clips; ``fma_full`` untrimmed).
-
-``tracks.csv`` is a pandas frame with two-level columns written by ``to_csv``: line 1 holds the
-column groups (``album``, ``artist``, ``set``, ``track``), line 2 the column names (``split``,
-``subset``, ``genre_top``, ``genres``, ``genres_all``, ...), line 3 the index name
-``track_id,,,...``; text fields may be quoted and span lines. List columns hold Python-literal
-integer lists such as ``[21, 811]``; they are parsed as lists of integers, never evaluated.
-
-Subsets are nested: ``set.subset`` holds the smallest subset a track belongs to, so subset X is
-every track whose subset is X or smaller in small < medium < large < full. The official split is
-``set.split`` (training / validation / test, written as train / val / test).
-
-Labels (``label``):
-
-- ``"genres_all"``: every genre of the track and all their ancestors, by genre *title* from
-  ``genres.csv`` (163 genres), multi-label. This is the set-up of the GRU-vs-Transformer
-  comparison on FMA-large.
-- ``"genres"``: the genres the artist chose, without ancestors, multi-label.
-- ``"genre_top"``: the one top-level genre (16), single-label; tracks without one are dropped.
+Reads ``tracks.csv`` (two-level pandas header; list columns parsed as integer lists, never
+evaluated) and ``genres.csv``, and writes one subset with the ``label`` set-up chosen
+(``genres_all``, ``genres`` or ``genre_top``). Layout, options and quirks:
+``docs/datasets.md#fma-free-music-archive``.
 """
 
 from __future__ import annotations

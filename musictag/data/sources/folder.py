@@ -1,17 +1,9 @@
 """A user's own music folder: labels from sub-folder names or a CSV/JSON mapping, then shards.
 
-Two ways to label a library:
-
-* **Sub-folders**: ``root/<label>/.../song.mp3``; ``label_level`` picks which directory level
-  below the root names the label (0: the first; -1: the file's own folder).
-* **A mapping file** from relative path to tags: CSV with a header (``path,tags[,split]``, tags
-  joined by ``tag_separator``) or JSON, either ``{"rock/a.mp3": ["rock", "guitar"]}`` or
-  ``{"rock/a.mp3": {"tags": [...], "split": "test"}}``.
-
-Any format soundfile reads, at any sample rate, mixed freely; extensions match case-insensitively.
-Splits come from the mapping's split column/field when it has one, else from a seeded split
-stratified on the first tag (or on the whole tag set). The options are described in
-``docs/datasets.md``.
+Labels come from the directory level ``label_level`` below the root, or from a mapping file
+(CSV ``path,tags[,split]`` or JSON) from relative path to tags. Splits come from the mapping
+when it has them, else from a seeded stratified split. Any format soundfile reads, mixed
+freely. Options: ``docs/datasets.md#your-own-music-folder``.
 """
 
 from __future__ import annotations

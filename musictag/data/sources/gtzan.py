@@ -1,14 +1,8 @@
 """GTZAN (Tzanetakis & Cook 2002): 1,000 clips of 30 s, 10 genres, one genre per clip.
 
-Layout as distributed: ``genres/<genre>/<genre>.000NN.wav`` (the Kaggle archive calls the folder
-``genres_original``; the original marsyas tarball holds ``.au`` files, which are read too). Two
-splits: a seeded random one, stratified by genre (``split="stratified"``), or the fault-filtered
-split of Kereliuk, Sturm & Larsen 2015 (``split="filtered"``, lists
-``{train,valid,test}_filtered.txt`` of coreyker/dnn-mgr: 443 / 197 / 290 clips with the
-repeated, mislabelled and distorted clips found by Sturm removed and artists kept apart).
-
-GTZAN is single-label: the manifest's ``provenance.options.single_label`` is ``true`` so that a
-training set-up can choose a softmax / cross-entropy head.
+Reads ``genres/<genre>/<genre>.000NN.wav`` (or ``genres_original/``, or ``.au``), split at
+random stratified by genre or by the fault-filtered lists of Kereliuk, Sturm & Larsen 2015.
+Single-label (``provenance.options.single_label``). Options: ``docs/datasets.md#gtzan``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """MTG-Jamendo: read the official auto-tagging TSVs and split lists, write shards.
 
-The metadata is the ``data/`` folder of the MTG/mtg-jamendo-dataset repository; the audio is
-what its download script unpacks (``00/`` ... ``99/`` folders of ``<id>.mp3``, or
-``<id>.low.mp3`` for the low-quality variant). A TSV row is::
-
-    TRACK_ID  ARTIST_ID  ALBUM_ID  PATH  DURATION  TAGS...
-
-where the tags are a variable number of trailing tab-separated fields (``genre---rock``,
-``instrument---piano``, ``mood/theme---happy``). The files have CRLF line endings. Tags keep their
-``category---name`` form in the shards: that is what the published Jamendo checkpoints predict
-(in alphabetical order, see :func:`tag_vocabulary`). The format and its quirks are described in
-``docs/datasets.md``.
+A TSV row is ``TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS...`` (tags: the trailing fields).
+Tags keep their ``category---name`` form, which the published Jamendo checkpoints predict (in
+alphabetical order, :func:`tag_vocabulary`). Format and quirks: ``docs/datasets.md#mtg-jamendo``.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Million Song Dataset + Last.fm tags: clean the tags of ``lastfm_tags.db``, split, write shards.
 
-``lastfm_tags.db`` is SQLite with three tables: ``tids(tid)`` (the MSD track id ``TR...``; a track's
-number is its rowid), ``tags(tag)`` (a tag's number is its rowid) and ``tid_tag(tid, tag, val)``
-(track number, tag number, Last.fm score 0-100). The tags are raw user tags (522k of them), so
-they are cleaned following the urop2019 pipeline (pukkapies/urop2019, ``million-song-cleaning``):
-lower-casing, spelling variants merged, non-genre tags dropped, the vocal tags (``male``,
-``female``, ``rap``, ``instrumental``) gathered from hand-checked lists, then a popularity
-threshold (the top-k, if any, is chosen by the data module). :func:`build_tag_map` documents each
-step.
-
-Splits come from the published lists: Choi's ``MSD_split_for_tagging`` text files or Won/Lee's
-``filtered_list_{train,test}.cP`` pickles, which are read by an unpickler that refuses every
-global and accepts only lists and dicts of strings and integers (:func:`read_plain_pickle`): no
-class is built and no code runs. The format, options and quirks are described in ``docs/datasets.md``.
+The raw Last.fm tags are cleaned following the urop2019 pipeline (pukkapies/urop2019;
+:func:`build_tag_map` lists the steps); the top-k, if any, is chosen by the data module. Splits
+come from Choi's text lists, Won/Lee's pickles (read by an unpickler that refuses every global:
+:func:`read_plain_pickle`) or a seeded stratified split. Format, options and quirks:
+``docs/datasets.md#million-song-dataset--lastfm-tags-msd``.
 """
 
 from __future__ import annotations
@@ -26,12 +18,13 @@ import pickle
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..shards import AudioItem, ShardWriteReport, write_shards
+from ..vocab import resolve_merge
 from .common import SPLITS, check_audio_files, check_columns, resolve_audio, stratified_split
 
 __all__ = [
@@ -122,20 +115,24 @@ def read_id_list(path: str | os.PathLike[str]) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MSD split list {path} not found")
-    ids: list[str] = []
-    seen: set[str] = set()
     with open(path, encoding="utf-8", newline="") as f:
-        for line, text in enumerate(f, start=1):
-            tid = text.strip()
-            if not tid:
-                continue
-            if not _TRACK_ID.match(tid):
-                raise ValueError(f"{path}:{line}: {tid[:40]!r} is not an MSD track id (TR...)")
-            if tid in seen:
-                raise ValueError(f"{path}:{line}: track {tid} is listed twice")
-            seen.add(tid)
-            ids.append(tid)
-    return ids
+        lines = [(f"{path}:{n}", t.strip()) for n, t in enumerate(f, start=1) if t.strip()]
+    return _checked_ids(lines)
+
+
+def _checked_ids(ids: Iterable[tuple[str, Any]], seen: Container[str] = ()) -> list[str]:
+    """The ids of ``(where, id)`` pairs, refusing a non-id or a repeat (named by ``where``) of
+    each other or of ``seen``."""
+    out: list[str] = []
+    new: set[str] = set()
+    for where, tid in ids:
+        if not isinstance(tid, str) or not _TRACK_ID.match(tid):
+            raise ValueError(f"{where}: {str(tid)[:40]!r} is not an MSD track id (TR...)")
+        if tid in new or tid in seen:
+            raise ValueError(f"{where}: track {tid} is listed twice")
+        new.add(tid)
+        out.append(tid)
+    return out
 
 
 class _NoGlobalsUnpickler(pickle.Unpickler):
@@ -201,14 +198,7 @@ def _pickled_id_list(path: Path) -> list[str]:
     obj = read_plain_pickle(path)
     if not isinstance(obj, list):
         raise ValueError(f"{path}: expected a list of MSD track ids, got a {type(obj).__name__}")
-    seen: set[str] = set()
-    for i, tid in enumerate(obj):
-        if not isinstance(tid, str) or not _TRACK_ID.match(tid):
-            raise ValueError(f"{path}: item {i} ({str(tid)[:40]!r}) is not an MSD track id")
-        if tid in seen:
-            raise ValueError(f"{path}: track {tid} (item {i}) is listed twice")
-        seen.add(tid)
-    return obj
+    return _checked_ids((f"{path}: item {i}", tid) for i, tid in enumerate(obj))
 
 
 def read_split_ids(split: str, split_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
@@ -369,21 +359,6 @@ def _close(name: str, known: Iterable[str], popularity: Mapping[str, int] | None
     return f" (close: {', '.join(repr(c) for c in close)})" if close else ""
 
 
-def _resolve_chains(merge: Mapping[str, str], where: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for src in merge:
-        path = [src]
-        tgt = merge[src]
-        while tgt in merge and tgt != path[-1]:
-            if tgt in path:
-                raise ValueError(f"{where}: merge cycle {' -> '.join([*path, tgt])}")
-            path.append(tgt)
-            tgt = merge[tgt]
-        if tgt != src:
-            out[src] = tgt
-    return out
-
-
 def build_tag_map(
     raw_tags: Mapping[int, str],
     popularity: Mapping[int, int],
@@ -497,7 +472,7 @@ def build_tag_map(
     vocal_names = set(vocal.values())
     targets: set[str] = set()
     norm_merge = {normalise_tag(s): normalise_tag(t) for s, t in merge.items()}
-    for src, tgt in _resolve_chains(norm_merge, "merge").items():
+    for src, tgt in resolve_merge(norm_merge).items():
         missing = [t for t in (src, tgt) if t not in key_of and t not in vocal]
         if missing:
             if default_merge:
@@ -559,7 +534,7 @@ def _raw_tag_map(
     names = set(raw_tags.values())
     popularity = {t: popularity_by_id.get(i, 0) for i, t in raw_tags.items()}
     drop_set = set(drop)
-    resolved = _resolve_chains(merge, "merge")
+    resolved = resolve_merge(merge)
     if not default_merge:
         for src, tgt in resolved.items():
             for t in (src, tgt):
@@ -840,20 +815,15 @@ def audio_paths(
             header = [h.strip() for h in next(reader, [])]
             cols = check_columns(path, header, ("tid", "path"))
             for row in reader:
-                line = reader.line_num
+                where = f"{path}:{reader.line_num}"
                 if not row or all(not c.strip() for c in row):
                     continue
                 if len(row) < len(header):
-                    raise ValueError(
-                        f"{path}:{line}: expected {len(header)} fields, got {len(row)}"
-                    )
+                    raise ValueError(f"{where}: expected {len(header)} fields, got {len(row)}")
                 tid, p = row[cols["tid"]].strip(), row[cols["path"]].strip()
-                if not _TRACK_ID.match(tid):
-                    raise ValueError(f"{path}:{line}: {tid[:40]!r} is not an MSD track id")
-                if tid in rel:
-                    raise ValueError(f"{path}:{line}: track {tid} is listed twice")
+                _checked_ids([(where, tid)], seen=rel)
                 if not p:
-                    raise ValueError(f"{path}:{line}: empty path for track {tid}")
+                    raise ValueError(f"{where}: empty path for track {tid}")
                 rel[tid] = p
         return _resolve_all(root, wanted, rel, path)
     if seven_digital_dir is not None:
@@ -892,13 +862,6 @@ def _resolve_all(root, wanted: list[str], rel: Mapping[str, str], source: Path) 
     return out
 
 
-@dataclass
-class _SplitStats:
-    listed: dict[str, int] = field(default_factory=dict)
-    untagged: dict[str, int] = field(default_factory=dict)
-    unmapped: dict[str, int] = field(default_factory=dict)
-
-
 def msd_splits(
     tags: MsdTags,
     root: str | os.PathLike[str],
@@ -935,15 +898,11 @@ def msd_splits(
         ``({split: items}, stats)`` with ``stats = {"listed": ..., "untagged": ...,
         "unmapped": ...}`` per split. Item metadata holds ``tag_scores``.
     """
+    maps = {"audio_map": audio_map, "seven_digital_dir": seven_digital_dir}
+    maps["path_template"] = path_template
     if split == "random":
         ids = sorted(tags.tracks)
-        paths = audio_paths(
-            root,
-            ids,
-            audio_map=audio_map,
-            seven_digital_dir=seven_digital_dir,
-            path_template=path_template,
-        )
+        paths = audio_paths(root, ids, **maps)
         present = [t for t in ids if t in paths and paths[t].is_file()]
         by_label: dict[str, list[str]] = {}
         for tid in present:
@@ -963,13 +922,7 @@ def msd_splits(
     else:
         split_ids = read_split_ids(split, split_dir if split_dir is not None else root)
         all_ids = [t for ids in split_ids.values() for t in ids if t in tags.tracks]
-        paths = audio_paths(
-            root,
-            all_ids,
-            audio_map=audio_map,
-            seven_digital_dir=seven_digital_dir,
-            path_template=path_template,
-        )
+        paths = audio_paths(root, all_ids, **maps)
         stats = {"listed": {}, "untagged": {}, "unmapped": {}}
         for name, ids in split_ids.items():
             stats["listed"][name] = len(ids)

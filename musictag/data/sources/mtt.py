@@ -1,28 +1,9 @@
 """MagnaTagATune (Law et al. 2009): 25,863 clips of ~29 s, 188 binary tags, top-50 used.
 
-As distributed (mirg.city.ac.uk): ``mp3.zip.001``-``003`` extract to 16 folders ``0``-``f``, and
-``annotations_final.csv`` is **tab-separated** despite its name: a header ``clip_id``, the 188 tag
-names and ``mp3_path``, then one row per clip with ``0``/``1`` per tag and a path like
-``f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3`` (fields may be
-wrapped in double quotes; both forms are read).
-
-Splits:
-
-- ``"classic"``: by folder, as Dieleman & Schrauwen 2014 and most later work: ``0``-``b`` train,
-  ``c`` validation, ``d``-``f`` test (18,709 / 1,825 / 5,329 clips). Clips without a selected tag
-  are kept unless ``drop_untagged``.
-- ``"won2020"``: the cleaned split of Won et al. 2020 (minzwon/sota-music-tagging-models,
-  ``split/mtat/{train,valid,test}.npy``; entries ``"<row>\\t<mp3_path>"`` with ``<row>`` the
-  0-based data row of ``annotations_final.csv``): 15,247 / 1,529 / 4,332 clips. Its
-  ``train.npy`` is used when present. Without it (it is not always distributed), train is
-  derived: the clips with at least one selected tag that are in neither ``valid.npy`` nor
-  ``test.npy`` *and* lie in a folder that neither of them uses (``0``-``b``), so that no segment
-  of a validation or test song can leak into train. (For the validation part this rule is
-  exact: the 1,529 ``valid.npy`` clips are precisely the folder-``c`` clips with a top-50 tag.)
-
-The selected tags are the ``top_k`` most frequent over all clips, after an optional synonym
-merge, in decreasing count order (ties: header order); that order is recorded in the manifest's
-``provenance.tags``. Shards store only the selected tags.
+Reads the tab-separated ``annotations_final.csv`` and writes the ``classic`` folder split or the
+cleaned ``won2020`` split of Won et al. 2020 (with train derived from folders 0-b when
+``train.npy`` is absent), with the ``top_k`` most frequent tags after an optional synonym merge.
+Layout, options and quirks: ``docs/datasets.md#magnatagatune-mtt``.
 """
 
 from __future__ import annotations
@@ -40,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..shards import AudioItem, ShardWriteReport, write_shards
+from ..vocab import resolve_merge
 from .common import SPLITS, check_audio_files, check_columns, resolve_audio
 
 __all__ = [
@@ -287,16 +269,7 @@ def merge_tags(
     unknown = [t for t in dict.fromkeys([*merge, *merge.values()]) if t not in known]
     if unknown:
         raise _unknown_tags(f"merge map (tags of {annotations.path})", unknown, annotations.tags)
-    resolved: dict[str, str] = {}
-    for src in merge:
-        path, dst = [src], merge[src]
-        while dst in merge and dst != merge[dst]:
-            if dst in path:
-                raise ValueError(f"merge map has a cycle: {' -> '.join([*path, dst])}")
-            path.append(dst)
-            dst = merge[dst]
-        if dst != src:
-            resolved[src] = dst
+    resolved = resolve_merge(merge)
     tags = tuple(t for t in annotations.tags if t not in resolved)
     pos = {t: i for i, t in enumerate(tags)}
     clip_tags = [

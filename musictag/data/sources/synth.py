@@ -14,10 +14,8 @@ spectrogram:
   fixed spectral pattern;
 * ``distorted`` (tanh saturation of every pitched source) and ``reverb`` (a long, loud diffuse tail).
 
-A clip is fully described by a :class:`ClipSpec`; :func:`render_clip` turns it into audio using only
-the spec (its ``seed`` drives note patterns, voicings and noise), so the same spec always gives the
-same samples. :func:`generate_collection` writes a whole collection (WAV files plus ``labels.csv``)
-and :func:`load_labels` reads it back as :class:`musictag.data.shards.AudioItem` lists per split.
+:func:`render_clip` turns a :class:`ClipSpec` into audio from the spec alone (its ``seed`` drives
+note patterns, voicings and noise). Usage: ``docs/datasets.md#synthetic-collection-the-embedded-default``.
 """
 
 from __future__ import annotations
