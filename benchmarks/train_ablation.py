@@ -34,6 +34,7 @@ VARIANTS = {
     "+ gain, shift, masks and mixup 0.4": {"augment": Augment(mixup_alpha=0.4)},
     "96 mel bands, hop 256": {"n_mels": 96, "hop_length": 256},
     "wider (24-48-96-192 channels)": {"channels": (24, 48, 96, 192)},
+    "frequency bands kept in the readout": {"readout": "bands"},
 }
 
 

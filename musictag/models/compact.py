@@ -28,9 +28,12 @@ class CompactCNN(Backbone):
         channels: Output channels of the conv blocks (one block per entry).
         pool: Max-pool ``(freq, time)`` after each block.
         in_channels: Channels of the input features.
+        readout: ``"mean"``: mean over the remaining frequency bands; ``"bands"``: the bands kept
+            as features (the register an instrument plays in survives to the head).
 
     Shape:
-        input: ``[batch, in_channels, n_mels, frames]``; output: ``[batch, 2 * channels[-1]]``.
+        input: ``[batch, in_channels, n_mels, frames]``; output: ``[batch, 2 * channels[-1]]``
+        (``"mean"``) or ``[batch, 2 * channels[-1] * bands]`` (``"bands"``).
     """
 
     def __init__(
@@ -39,8 +42,12 @@ class CompactCNN(Backbone):
         channels: Sequence[int] = (16, 32, 64, 128),
         pool: Sequence[int] = (2, 2),
         in_channels: int = 1,
+        readout: str = "mean",
     ) -> None:
         super().__init__()
+        if readout not in ("mean", "bands"):
+            raise ValueError(f"readout must be 'mean' or 'bands', got {readout!r}")
+        self.readout = readout
         self.register_buffer("band_mean", torch.zeros(n_mels))
         self.register_buffer("band_std", torch.ones(n_mels))
         blocks, prev = [], in_channels
@@ -48,7 +55,10 @@ class CompactCNN(Backbone):
             blocks.append(ConvBlock2d(prev, c, 3, tuple(pool)))
             prev = c
         self.blocks = nn.ModuleList(blocks)
-        self.embed_dim = 2 * prev
+        bands = n_mels
+        for _ in channels:
+            bands = bands // pool[0] if bands >= 2 else bands
+        self.embed_dim = 2 * prev * (bands if readout == "bands" else 1)
 
     def set_band_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the per-band standardisation (``[n_mels]`` each; std is floored)."""
@@ -71,5 +81,5 @@ class CompactCNN(Backbone):
             else:
                 x = block(x)
             stages.append(x)
-        seq = x.mean(dim=2)  # [batch, channels, frames]
+        seq = x.flatten(1, 2) if self.readout == "bands" else x.mean(dim=2)  # [batch, C', frames]
         return torch.cat([seq.mean(-1), seq.amax(-1)], dim=-1), stages

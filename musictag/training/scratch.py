@@ -61,6 +61,7 @@ class ScratchConfig:
             (what a ``BatchNorm2d(1)`` on dB values learns), for the ablation.
         max_epochs: Stop after this many epochs even if time is left (ablations; in an
             ensemble, the epochs of each member).
+        readout: The CNN's readout over frequency (:class:`~musictag.models.compact.CompactCNN`).
         members: Most models :func:`train_scratch_members` trains (different seeds), each for
             ``max_epochs``, while the budget holds another; their logits are averaged.
     """
@@ -78,6 +79,7 @@ class ScratchConfig:
     band_norm: str = "band"
     max_epochs: int | None = None
     members: int = 1
+    readout: str = "mean"
 
 
 def mel_crops(
@@ -122,7 +124,7 @@ def build_scratch_tagger(
         eval_crops=k,
         frontend="logmel",
         frontend_kwargs=_frontend_kwargs(sample_rate, cfg),
-        backbone_kwargs={"channels": list(cfg.channels)},
+        backbone_kwargs={"channels": list(cfg.channels), "readout": cfg.readout},
         head_dropout=cfg.head_dropout,
         optimizer="adamw",
         lr=cfg.lr,
