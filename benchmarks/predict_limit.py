@@ -8,8 +8,8 @@ The limit of tagging a set of files is what cannot be avoided:
   (``torch.utils.flop_counter.FlopCounterMode``) at the fp32 matmul rate measured in this
   process (a 2048² ``torch.mm`` with torch's threads).
 
-The file set stands in for a music collection: ``--files`` recordings of 20 s to 5 min (lengths
-spread geometrically), rendered from random multi-instrument MIDI with a General-MIDI sound font
+The file set stands in for a music collection: by default 39 recordings of 20 s to 10 min (lengths
+spread geometrically, 113 min in all: the size of the collection issue 14 measured), rendered from random multi-instrument MIDI with a General-MIDI sound font
 through ``fluidsynth`` (benchmarks/instrument_set.py; Debian ``fluidsynth fluid-soundfont-gm``,
 ``pip install 'musictag[bench]'``), stereo, and encoded in turn as Ogg Vorbis, MP3, Opus and FLAC
 at 22.05, 32, 44.1 and 48 kHz (Opus always 48 kHz). Without fluidsynth, the synthetic music of
@@ -34,6 +34,7 @@ shorter files change on purpose: they are no longer padded).
 
     python benchmarks/predict_limit.py --model mtat_fcn
     python benchmarks/predict_limit.py --model mtat_musicnn --files 12
+    python benchmarks/predict_limit.py --files 16 --longest 300    # the earlier 28.6-min set
 """
 
 from __future__ import annotations
@@ -99,13 +100,15 @@ def _render_fluidsynth(seconds: float, rate: int, seed: int, soundfont: Path) ->
     return audio * (0.89 / max(float(np.abs(audio).max()), 1e-6))
 
 
-def make_file_set(folder: Path, n: int, soundfont: Path, log=print) -> list[Path]:
-    """Write (once) ``n`` recordings of 20 s to 5 min in rotating formats and rates."""
+def make_file_set(
+    folder: Path, n: int, soundfont: Path, longest: float = 300.0, log=print
+) -> list[Path]:
+    """Write (once) ``n`` recordings of 20 s to ``longest`` s in rotating formats and rates."""
     folder.mkdir(parents=True, exist_ok=True)
     use_fluid = shutil.which("fluidsynth") is not None and soundfont.is_file()
     paths = []
     start = time.perf_counter()
-    for i, seconds in enumerate(lengths(n)):
+    for i, seconds in enumerate(lengths(n, longest=longest)):
         ext, fmt, subtype = FORMATS[i % len(FORMATS)]
         rate = 48000 if subtype == "OPUS" else RATES[(i // len(FORMATS) + i) % len(RATES)]
         path = folder / f"{i:02d}_{int(seconds)}s_{rate // 1000}k.{ext}"
@@ -197,7 +200,9 @@ def startup_seconds(ckpt: Path) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=MODELS, default="mtat_fcn")
-    p.add_argument("--files", type=int, default=16, help="recordings of 20 s to 5 min")
+    p.add_argument("--files", type=int, default=39, help="recordings of 20 s to --longest")
+    p.add_argument("--longest", type=float, default=600.0,
+                   help="seconds of the longest recording (39 files of 20-600 s: 113 min)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=2, help="interleaved runs per mode (best kept)")
     p.add_argument("--soundfont", type=Path, default=SOUNDFONT)
     p.add_argument(
@@ -215,7 +220,7 @@ def main() -> None:
     args = p.parse_args()
 
     print(common.machine())
-    paths = make_file_set(args.work / "audio", args.files, args.soundfont)
+    paths = make_file_set(args.work / "audio", args.files, args.soundfont, args.longest)
     ckpt = make_checkpoint(args.model, args.work)
     model = load_tagger(ckpt).eval()
     rate, window = model.sample_rate, model.crop_samples

@@ -327,7 +327,8 @@ class Tagger(pl.LightningModule):
             raise ValueError(
                 f"training batches hold one crop per track [B, samples], got {tuple(audio.shape)}"
             )
-        loss = self.criterion(self(audio), target)
+        # float32 loss under bf16 autocast (precision="bf16-mixed"): a no-op in float32
+        loss = self.criterion(self(audio).float(), target)
         self.log("train/loss", loss, prog_bar=True, batch_size=audio.shape[0])
         return loss
 

@@ -44,7 +44,10 @@ class ConvV(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn(self.conv(x)).amax(dim=2))  # max, then ReLU: see ConvBlock2d
+        # max, then ReLU: see ConvBlock2d. max(dim).values, not amax: the same values, and its
+        # backward scatters into the argmax instead of comparing the whole map with the max
+        # (3x faster in bf16; the gradients differ only where two frequencies tie exactly)
+        return self.relu(self.bn(self.conv(x)).max(dim=2).values)
 
 
 class ConvH(nn.Module):
