@@ -27,6 +27,7 @@ from musictag.training.scratch import ScratchConfig, mel_crops, train_scratch
 
 VARIANTS = {
     "default": {},
+    "float32 (no bf16 autocast)": {"precision": "32-true"},
     "one mean/std for all bands (BatchNorm2d(1) on dB)": {"band_norm": "global"},
     "+ gain and shift": {"augment": Augment(freq_masks=0, time_masks=0)},
     "+ gain, shift and SpecAugment masks": {"augment": Augment()},
@@ -34,7 +35,7 @@ VARIANTS = {
     "+ gain, shift, masks and mixup 0.4": {"augment": Augment(mixup_alpha=0.4)},
     "96 mel bands, hop 256": {"n_mels": 96, "hop_length": 256},
     "wider (24-48-96-192 channels)": {"channels": (24, 48, 96, 192)},
-    "frequency bands kept in the readout": {"readout": "bands"},
+    "mean over frequency in the readout": {"readout": "mean"},
 }
 
 

@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--pool", default="meanmax")
     p.add_argument("--mlp", action="store_true", help="also a 256-unit MLP probe (slow)")
     p.add_argument("--ensemble-epochs", type=int, default=0, help="compact CNN epochs (0: none)")
+    p.add_argument("--ensemble-members", type=int, default=1, help="compact CNNs (seeds)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     dev = load_dev_set(args.shards)
@@ -72,27 +73,30 @@ def main() -> None:
             print(f"| {name} | {kind}, L2 {fit.weight_decay:g} | {v:.3f} | {t:.3f} |", flush=True)
             if name == "all" and not fit.hidden and args.ensemble_epochs:
                 probe_logits = {s: fc(v).detach() for s, v in h.items()}
-                ensemble(dev, tagger, probe_logits, args.ensemble_epochs, args.seed)
+                ensemble(
+                    dev, tagger, probe_logits, args.ensemble_epochs, args.ensemble_members, args.seed
+                )
 
 
-def ensemble(dev, tagger, probe_logits: dict, epochs: int, seed: int) -> None:
-    """The compact CNN on the transfer frontend, alone and blended with the probe."""
-    from musictag.training.scratch import ScratchConfig, mel_crops, train_scratch
+def ensemble(dev, tagger, probe_logits: dict, epochs: int, members: int, seed: int) -> None:
+    """``train``'s compact CNNs on the transfer frontend, alone and blended with the probe."""
+    from musictag.training.scratch import ScratchConfig, crop_logits, mel_crops, train_scratch
 
     splits, keep = dev.splits, dev.keep
     cfg = ScratchConfig(max_epochs=epochs)
     c0 = time.process_time()
-    member, _ = train_scratch(
-        splits["train"], splits["val"], dev.tags, dev.sample_rate, dev.crop, dev.crops,
-        time.monotonic() + 1e9, torch.device("cpu"), cfg, seed, frontend=tagger.frontend,
-    )  # fmt: skip
+    cpu = torch.device("cpu")
+    x = {s: mel_crops(tagger.frontend, splits[s].waves, dev.crop, dev.crops, cpu) for s in splits}
+    outs: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
+    for i in range(members):
+        member, _ = train_scratch(
+            splits["train"], splits["val"], dev.tags, dev.sample_rate, dev.crop, dev.crops,
+            time.monotonic() + 1e9, cpu, cfg, seed + i, frontend=tagger.frontend,
+        )  # fmt: skip
+        for s in outs:
+            outs[s].append(crop_logits(member, x[s]))
     cpu = time.process_time() - c0
-    logits = {}
-    with torch.inference_mode():
-        for s in ("val", "test"):
-            x = mel_crops(tagger.frontend, splits[s].waves, dev.crop, dev.crops, torch.device("cpu"))
-            out = member.head(member.backbone(x.flatten(0, 1)))
-            logits[s] = out.reshape(x.shape[0], x.shape[1], -1).mean(1)
+    logits = {s: torch.stack(v).mean(0) for s, v in outs.items()}
 
     def score(s: str, alpha: float, cols=None) -> float:
         p = torch.sigmoid(alpha * probe_logits[s] + (1 - alpha) * logits[s]).numpy()
@@ -101,7 +105,7 @@ def ensemble(dev, tagger, probe_logits: dict, epochs: int, seed: int) -> None:
 
     alphas = [float(a) for a in np.linspace(1.0, 0.0, 11)]
     best = max(alphas, key=lambda a: (round(score("val", a), 9), a))  # as `train`: all tags
-    cnn = f"compact CNN, {epochs} epochs ({cpu:.0f} s CPU)"
+    cnn = f"{members} compact CNN(s), {epochs} epochs ({cpu:.0f} s CPU)"
     print(f"| all + {cnn} | alone | {score('val', 0, keep):.3f} | {score('test', 0, keep):.3f} |")
     print(
         f"| all + {cnn} | blend, probe weight {best:.1f} | {score('val', best, keep):.3f} | "

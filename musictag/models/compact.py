@@ -21,7 +21,7 @@ __all__ = ["CompactCNN"]
 
 
 class CompactCNN(Backbone):
-    """Per-band standardisation → conv blocks → mean over frequency → mean and max over time.
+    """Per-band standardisation → conv blocks → (mean over) frequency → mean and max over time.
 
     Args:
         n_mels: Frequency bins of the input features.

@@ -73,7 +73,7 @@ class TrainConfig:
     progress: bool = True
     pool: str = "meanmax"
     scratch: ScratchConfig = field(default_factory=ScratchConfig)
-    ensemble: ScratchConfig | None = field(default_factory=lambda: ScratchConfig(max_epochs=60))
+    ensemble: ScratchConfig | None = field(default_factory=lambda: ScratchConfig(members=3))
     finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
 
 

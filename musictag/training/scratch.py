@@ -1,13 +1,18 @@
-"""Training a compact CNN from scratch within a time budget (``musictag train`` without
-``--pretrained``).
+"""Training compact CNNs from scratch within a time budget (``musictag train`` without
+``--pretrained``, and beside the probe with it).
 
 Why this beats the recipes on small collections (see ``docs/train.md``):
 
 * log-mel features are computed **once** per track (the frontend is fixed), not every epoch;
 * the input is standardised **per mel band** with training-set statistics, instead of one
   ``BatchNorm2d(1)`` over all dB values;
-* a compact CNN (~100k parameters) with a mean+max readout, light head dropout, AdamW with a
-  short warm-up and a cosine decay over the *time* budget;
+* a compact CNN (~100k parameters) whose readout keeps the frequency bands left after the
+  pools (the register an instrument plays in reaches the head), light head dropout, AdamW with a
+  short warm-up and a cosine decay over 40 epochs (or the time budget, when that is shorter);
+* bf16 mixed precision where the device runs it natively (about 1.9x the float32 speed on a
+  Zen 4 CPU, the same figures at equal epochs);
+* several such models with other seeds while the budget holds another, their logits averaged
+  when that is better on validation;
 * augmentation on the device is available (random gain, time shift, SpecAugment masks, mixup)
   but off by default: on both development sets it lowered the test figure at equal epochs;
 * crops as long as the clips (no zero padding), and the weights kept are those of the best
@@ -29,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..frontend import build_frontend
+from ..precision import autocast, training_precision
 from ..tagger import Tagger
 from .augment import Augment
 from .data import TrackSet
@@ -61,6 +67,9 @@ class ScratchConfig:
             (what a ``BatchNorm2d(1)`` on dB values learns), for the ablation.
         max_epochs: Stop after this many epochs even if time is left (ablations; in an
             ensemble, the epochs of each member).
+        precision: ``"auto"``: bf16 mixed precision where the device runs bf16 natively
+            (:func:`musictag.precision.training_precision`), else float32; or ``"bf16-mixed"``
+            / ``"32-true"``.
         readout: The CNN's readout over frequency (:class:`~musictag.models.compact.CompactCNN`).
         members: Most models :func:`train_scratch_members` trains (different seeds), each for
             ``max_epochs``, while the budget holds another; their logits are averaged.
@@ -77,9 +86,10 @@ class ScratchConfig:
     augment: Augment = field(default_factory=Augment.off)
     eval_every: float = 20.0
     band_norm: str = "band"
-    max_epochs: int | None = None
-    members: int = 1
-    readout: str = "mean"
+    max_epochs: int | None = 40
+    members: int = 5
+    readout: str = "bands"
+    precision: str = "auto"
 
 
 def mel_crops(
@@ -193,6 +203,7 @@ def train_scratch(
     else:
         raise ValueError(f"band_norm must be 'band' or 'global', got {cfg.band_norm!r}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    precision = training_precision(device) if cfg.precision == "auto" else cfg.precision
     start = time.monotonic()
     span = max(1.0, deadline - start)
     best, best_state, step, last_eval = -1.0, None, 0, start
@@ -223,8 +234,9 @@ def train_scratch(
             y = y_train[idx.to(device)]
             x = cfg.augment.before_standardize(x, g)
             x, y = cfg.augment.after_standardize(model.backbone.standardize(x), y, g)
-            emb, _ = model.backbone.forward_standardized(x)
-            loss = F.binary_cross_entropy_with_logits(model.head(emb), y)
+            with autocast(device, precision):
+                logits = model.head(model.backbone.forward_standardized(x)[0])
+            loss = F.binary_cross_entropy_with_logits(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
