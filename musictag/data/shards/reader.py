@@ -13,6 +13,7 @@ layouts via soundfile) and JSON; nothing is ever pickled.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -109,14 +110,21 @@ class _BlockCheck:
                     f"{i * bs + len(view[at : at + bs])})"
                 )
             self.done.add(i)
-        if self.done and all(i in self.done for i in range(self.n_blocks())):
+        # `done` holds only indices of this member's blocks (and COMPLETE, not yet here), so
+        # its size says whether all are checked; a shared record counts its bits
+        if len(self.done) >= self.n_blocks():
             self.done.add(COMPLETE)
 
-    def read(self, member: TarMember, start: int, length: int) -> bytes:
-        """``length`` bytes from ``start`` of ``member``, having checked the blocks they touch."""
+    def read(self, member: TarMember, start: int, length: int) -> bytes | memoryview:
+        """``length`` bytes from ``start`` of ``member``, having checked the blocks they touch.
+
+        Bytes read to check blocks come as a view of this thread's read buffer, valid until
+        the thread's next checked read (:meth:`TarMember.pview`).
+        """
         bs = self.block_size
         first, last = start // bs, (start + length - 1) // bs
-        todo = [i for i in range(first, last + 1) if i not in self.done]
+        done = self.done
+        todo = [i for i in range(first, last + 1) if i not in done]
         if not todo:
             return member.raw(start, length)
         base = first * bs
@@ -130,7 +138,7 @@ class _BlockCheck:
         view = memoryview(buffer)[:span]
         view = view[: member.file.readinto(view) or 0]
         self.verify(view, first, todo)
-        return bytes(view[start - base : start - base + length])
+        return view[start - base : start - base + length]
 
 
 class TarMember:
@@ -173,6 +181,18 @@ class TarMember:
         Raises:
             DamagedSampleError: If a block they touch does not match its checksum.
         """
+        data = self.pview(start, length)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def pview(self, start: int, length: int) -> bytes | memoryview:
+        """:meth:`pread` without a copy: checked bytes may be a view of a per-thread buffer.
+
+        The view is valid until this thread's next read of a checked member, so use it at
+        once (a pcm16 crop is converted to float32 straight from it).
+
+        Raises:
+            DamagedSampleError: If a block they touch does not match its checksum.
+        """
         start = min(max(start, 0), self.size)
         length = min(length, self.size - start)
         if self.check is not None and length > 0:
@@ -207,8 +227,12 @@ class TarMember:
         return self._pos
 
     def read(self, n: int = -1) -> bytes:
+        data = self._read_view(self.size - self._pos if n is None or n < 0 else n)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def _read_view(self, n: int) -> bytes | memoryview:
         try:
-            data = self.pread(self._pos, self.size - self._pos if n is None or n < 0 else n)
+            data = self.pview(self._pos, n)
         except DamagedSampleError as e:
             self.damage = e
             return b""
@@ -219,7 +243,7 @@ class TarMember:
         view = memoryview(buffer).cast("B")
         n = min(len(view), self.size - self._pos)
         if self.check is not None:
-            data = self.read(n)
+            data = self._read_view(n)
             view[: len(data)] = data
             return len(data)
         self.file.seek(self.offset + self._pos)
@@ -258,8 +282,8 @@ def decode_audio(flac_bytes: AudioBlob, start: int = 0, frames: int = -1) -> np.
             raise ValueError(f"start={start} is outside the audio (0..{total} frames)")
         count = total - start if frames < 0 else min(frames, total - start)
         first = offset + 2 * channels * start
-        if isinstance(flac_bytes, TarMember):
-            raw, first = flac_bytes.pread(first, 2 * channels * count), 0
+        if isinstance(flac_bytes, TarMember):  # converted at once: a view needs no copy
+            raw, first = flac_bytes.pview(first, 2 * channels * count), 0
         else:
             raw = flac_bytes
         pcm = np.frombuffer(raw, dtype="<i2", count=count * channels, offset=first)
@@ -603,23 +627,11 @@ def check_sample(
         return False
     if done is not None and COMPLETE in done:  # every block checked by this reader already
         return True
-    try:
-        fields = json.loads(_bytes(record))
-        if "crc32" in fields:  # version 1
-            sums, hash_name, block_size = fields["crc32"], "crc32", 0
-        else:
-            sums, hash_name = fields["blocks"], str(fields["hash"])
-            block_size = int(fields["block_size"])
-            if hash_name not in BLOCK_HASHES or block_size < 1:
-                raise ValueError(f"hash {hash_name!r}, block size {block_size}")
-        if not isinstance(sums, dict) or not sums:
-            raise ValueError("no checksum entries")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise DamagedSampleError(f"its checksum record is damaged ({e})") from None
+    hash_name, block_size, sums = _parse_record(_bytes(record))
     if not audio_present:
         raise DamagedSampleError("its audio member is missing (a damaged tar header)")
     if block_size == 0:
-        for ext, expected in sums.items():
+        for ext, expected in sums:
             if ext not in sample:
                 raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
             if member_checksum(_bytes(sample[ext])) != expected:
@@ -627,12 +639,12 @@ def check_sample(
         if done is not None:
             done.add(COMPLETE)
         return True
-    for ext, digests in sums.items():
+    for ext, digests in sums:
         if ext not in sample:
             raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
         member = sample[ext]
         keep = done if done is not None and ext in AUDIO_EXTS else set()
-        check = _BlockCheck(ext, str(digests), hash_name, block_size, keep)
+        check = _BlockCheck(ext, digests, hash_name, block_size, keep)
         if check.n_blocks() != -(-len(member) // block_size):
             raise DamagedSampleError(
                 f"its .{ext} member is {len(member)} bytes, not the length its checksums cover"
@@ -644,6 +656,30 @@ def check_sample(
         else:
             check.verify(member, 0, range(check.n_blocks()))
     return True
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _parse_record(record: bytes) -> tuple[str, int, tuple[tuple[str, str], ...]]:
+    """``(hash name, block size, ((ext, digests), ...))`` of a checksum record (block size 0:
+    version 1, one CRC-32 per member).
+
+    Cached: a stream reads a track's record every epoch until all its blocks are checked, and
+    parsing it cost as much as checking a block (16 Ki records of 30-s tracks take ~10 MB).
+    """
+    try:
+        fields = json.loads(record)
+        if "crc32" in fields:  # version 1
+            sums, hash_name, block_size = fields["crc32"], "crc32", 0
+        else:
+            sums, hash_name = fields["blocks"], str(fields["hash"])
+            block_size = int(fields["block_size"])
+            if hash_name not in BLOCK_HASHES or block_size < 1:
+                raise ValueError(f"hash {hash_name!r}, block size {block_size}")
+        if not isinstance(sums, dict) or not sums:
+            raise ValueError("no checksum entries")
+        return hash_name, block_size, tuple((str(k), str(v)) for k, v in sums.items())
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise DamagedSampleError(f"its checksum record is damaged ({e})") from None
 
 
 def _bytes(member: bytes | TarMember) -> bytes:
