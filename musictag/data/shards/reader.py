@@ -86,7 +86,7 @@ class _BlockCheck:
     outlives it (the data module's, in shared memory, so a track is not checked twice).
     """
 
-    __slots__ = ("ext", "digests", "width", "digest", "block_size", "done")
+    __slots__ = ("ext", "digests", "width", "digest", "block_size", "done", "n_blocks")
 
     def __init__(self, ext: str, digests: str, hash_name: str, block_size: int, done: Any) -> None:
         self.ext = ext
@@ -95,9 +95,7 @@ class _BlockCheck:
         self.width = _DIGEST_WIDTH[hash_name]
         self.block_size = block_size
         self.done = done
-
-    def n_blocks(self) -> int:
-        return len(self.digests) // self.width
+        self.n_blocks = len(digests) // self.width
 
     def verify(self, data: Any, first: int, blocks: Sequence[int]) -> None:
         """Check ``blocks`` of ``data``, which starts at block ``first``."""
@@ -112,7 +110,7 @@ class _BlockCheck:
             self.done.add(i)
         # `done` holds only indices of this member's blocks (and COMPLETE, not yet here), so
         # its size says whether all are checked; a shared record counts its bits
-        if len(self.done) >= self.n_blocks():
+        if len(self.done) >= self.n_blocks:
             self.done.add(COMPLETE)
 
     def read(self, member: TarMember, start: int, length: int) -> bytes | memoryview:
@@ -645,7 +643,7 @@ def check_sample(
         member = sample[ext]
         keep = done if done is not None and ext in AUDIO_EXTS else set()
         check = _BlockCheck(ext, digests, hash_name, block_size, keep)
-        if check.n_blocks() != -(-len(member) // block_size):
+        if check.n_blocks != -(-len(member) // block_size):
             raise DamagedSampleError(
                 f"its .{ext} member is {len(member)} bytes, not the length its checksums cover"
             )
@@ -654,7 +652,7 @@ def check_sample(
             if full:
                 member.read_all()
         else:
-            check.verify(member, 0, range(check.n_blocks()))
+            check.verify(member, 0, range(check.n_blocks))
     return True
 
 
