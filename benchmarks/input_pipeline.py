@@ -67,7 +67,7 @@ from musictag.data.shards import (
     write_shards,
 )
 from musictag.data.shards.format import BLOCK_HASH, CHECKSUM_BLOCK
-from musictag.data.shards.reader import _tar_members
+from musictag.data.shards.reader import _parse_record, _tar_members
 from musictag.data.vocab import TagVocab
 from musictag.frontend import LogMelFrontend
 
@@ -318,6 +318,7 @@ def checksum_cost(data: dict[str, Any], workers: int, epochs: int, repeats: int)
         steady = dict.fromkeys(roots, 0.0)
         for r in range(repeats):
             for name, block, _ in RECORD_VARIANTS:
+                _parse_record.cache_clear()  # parsed records: as in a fresh process
                 loader = TagDataModule(
                     root=str(roots[name]), verify_checksums=block is not None, **kwargs
                 ).train_dataloader()
