@@ -407,7 +407,7 @@ _LEDGER_BITS = 64 * _LEDGER_WORDS - 1  # ... and a bit for COMPLETE
 
 
 class _SharedBlocks:
-    """The checked blocks of one track: bits of a shared-memory array (``in`` and ``add``).
+    """The checked blocks of one track: bits of a shared-memory array (``in``, ``add``, ``len``).
 
     Two workers setting bits of one word at once may lose one: that block is checked again.
     """

@@ -83,7 +83,8 @@ class _BlockCheck:
     """Checks the blocks of one member against its record as they are read, each block once.
 
     ``done`` holds the indices of blocks already checked: a set of this read, or a record that
-    outlives it (the data module's, in shared memory, so a track is not checked twice).
+    outlives it (the data module's, in shared memory, so a track is not checked twice). Its
+    ``len`` is the number of blocks checked, so that completeness costs no scan of the blocks.
     """
 
     __slots__ = ("ext", "digests", "width", "digest", "block_size", "done", "n_blocks")
