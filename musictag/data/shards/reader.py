@@ -98,11 +98,11 @@ class _BlockCheck:
         self.done = done
         self.n_blocks = len(digests) // self.width
 
-    def verify(self, data: Any, first: int, blocks: Sequence[int]) -> None:
-        """Check ``blocks`` of ``data``, which starts at block ``first``."""
+    def verify(self, data: Any, offset: int, blocks: Sequence[int]) -> None:
+        """Check ``blocks`` of ``data``, the member's bytes from ``offset`` on."""
         view, bs, w = memoryview(data), self.block_size, self.width
         for i in blocks:
-            at = (i - first) * bs
+            at = i * bs - offset
             if self.digest(view[at : at + bs]) != self.digests[i * w : (i + 1) * w]:
                 raise DamagedSampleError(
                     f"checksum mismatch in its .{self.ext} member (bytes {i * bs}-"
@@ -126,18 +126,20 @@ class _BlockCheck:
         todo = [i for i in range(first, last + 1) if i not in done]
         if not todo:
             return member.raw(start, length)
-        base = first * bs
+        # the bytes asked for, and the rest of the blocks to check at either end (an end block
+        # checked before is not read again): reading from the page cache costs more than hashing
+        lo = first * bs if todo[0] == first else start
+        hi = min((last + 1) * bs, member.size) if todo[-1] == last else start + length
         # read into a buffer kept for the next read: a fresh one per crop costs more page
         # faults than the hashing
-        span = min((last + 1) * bs, member.size) - base
         buffer = getattr(_SPAN, "buffer", b"")
-        if len(buffer) < span:
-            buffer = _SPAN.buffer = bytearray(max(span, 4 * bs))
-        member.file.seek(member.offset + base)
-        view = memoryview(buffer)[:span]
+        if len(buffer) < hi - lo:
+            buffer = _SPAN.buffer = bytearray(max(hi - lo, 4 * bs))
+        member.file.seek(member.offset + lo)
+        view = memoryview(buffer)[: hi - lo]
         view = view[: member.file.readinto(view) or 0]
-        self.verify(view, first, todo)
-        return view[start - base : start - base + length]
+        self.verify(view, lo, todo)
+        return view[start - lo : start - lo + length]
 
 
 class TarMember:
