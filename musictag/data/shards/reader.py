@@ -674,7 +674,7 @@ def _parse_record(record: bytes) -> tuple[str, int, tuple[tuple[str, str], ...]]
     version 1, one CRC-32 per member).
 
     Cached: a stream reads a track's record every epoch until all its blocks are checked, and
-    parsing it cost as much as checking a block (16 Ki records of 30-s tracks take ~10 MB).
+    parsing it cost as much as checking a block (16 Ki records of 30-s tracks: ~20 MB).
     """
     try:
         fields = json.loads(record)
