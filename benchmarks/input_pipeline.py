@@ -29,7 +29,10 @@ epoch start are counted). Bytes on disk are what each pipeline needs besides the
 ``--checksum-cost`` times only (c), unchecked and with checksum records of several kinds
 (whole-member CRC-32 as before version 2, 64-KiB CRC-32 blocks, 16- and 64-KiB xxh3 blocks),
 interleaved: the first pass of fresh loaders (every block a crop reads is checked) and the
-steady state after it (a stream checks each block once).
+steady state after it (a stream checks each block once). Then it times the default records
+against none once more in the main process, paired: both loaders in lockstep, batch by batch,
+which holds its ratio to a few per cent on a busy machine where the best-of-rounds figures
+swing by 20 %.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from musictag.data.shards import (
     write_shards,
 )
 from musictag.data.shards.format import BLOCK_HASH, CHECKSUM_BLOCK
-from musictag.data.shards.reader import _tar_members
+from musictag.data.shards.reader import _parse_record, _tar_members
 from musictag.data.vocab import TagVocab
 from musictag.frontend import LogMelFrontend
 
@@ -318,6 +321,7 @@ def checksum_cost(data: dict[str, Any], workers: int, epochs: int, repeats: int)
         steady = dict.fromkeys(roots, 0.0)
         for r in range(repeats):
             for name, block, _ in RECORD_VARIANTS:
+                _parse_record.cache_clear()  # parsed records: as in a fresh process
                 loader = TagDataModule(
                     root=str(roots[name]), verify_checksums=block is not None, **kwargs
                 ).train_dataloader()
@@ -343,6 +347,43 @@ def checksum_cost(data: dict[str, Any], workers: int, epochs: int, repeats: int)
                 ]
             )
         rows.append([f"musictag {fmt}", workers, base, first[base], 1.0, steady[base], 1.0])
+    return rows
+
+
+def checksum_cost_paired(data: dict[str, Any], workers: int, repeats: int) -> list[list]:
+    """Rows ``[format, workers, first pass ratio, epochs 2-4 ratio]`` of the default records.
+
+    An unchecked and a checked loader are iterated in lockstep, a batch of one then a batch of
+    the other (the order alternating), and each one's time to deliver its batches is summed
+    over ``repeats`` fresh pairs: load that comes and goes falls on both alike, which the
+    best-of-rounds figures of :func:`checksum_cost` cannot promise on a shared machine. Valid
+    for ``workers=0`` only: with workers, the two loaders' workers would run at once.
+    """
+    kwargs = {"crop_samples": CROP, "batch_size": BATCH, "num_workers": workers}
+    kwargs["persistent_workers"] = workers > 0
+    rows = []
+    for fmt in ("flac", "pcm16"):
+        spent = {"first": [0.0, 0.0], "steady": [0.0, 0.0]}  # [unchecked, checked] seconds
+        for r in range(repeats):
+            _parse_record.cache_clear()
+            loaders = [
+                TagDataModule(root=str(data[fmt]), verify_checksums=v, **kwargs).train_dataloader()
+                for v in (False, True)
+            ]
+            for epoch in range(4):
+                phase = spent["first" if epoch == 0 else "steady"]
+                batches = [iter(loader) for loader in loaders]
+                running = [0, 1] if (r + epoch) % 2 == 0 else [1, 0]
+                while running:
+                    for j in list(running):
+                        start = time.perf_counter()
+                        if next(batches[j], None) is None:
+                            running.remove(j)
+                        phase[j] += time.perf_counter() - start
+            for loader in loaders:
+                close(loader)
+        first, steady = spent["first"], spent["steady"]
+        rows.append([f"musictag {fmt}", workers, first[0] / first[1], steady[0] / steady[1]])
     return rows
 
 
@@ -406,6 +447,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows = [r for w in args.workers for r in checksum_cost(data, w, args.epochs, args.repeats)]
         headers = ["pipeline", "workers", "checksums", "1st pass clips/s", "vs unchecked"]
         headers += ["steady clips/s", "vs unchecked"]
+        print(common.table(headers, rows))
+        print(f"load average after: {common.load()}")
+        # in the main process only: with workers, both loaders' workers would share the cores
+        rows = checksum_cost_paired(data, 0, 4 * args.repeats) if 0 in args.workers else []
+        headers = [
+            "pipeline",
+            "workers",
+            "paired: 1st pass vs unchecked",
+            "epochs 2-4 vs unchecked",
+        ]
         print(common.table(headers, rows))
         print(f"load average after: {common.load()}")
         return

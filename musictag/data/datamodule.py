@@ -364,6 +364,8 @@ class _TrackStream(IterableDataset):
             if self._checked[i] != tag:
                 self._blocks[i * _LEDGER_WORDS : (i + 1) * _LEDGER_WORDS] = [0] * _LEDGER_WORDS
                 self._checked[i] = tag
+            elif self._blocks[(i + 1) * _LEDGER_WORDS - 1] >> 63:  # COMPLETE: nothing to check
+                return
             done: Any = _SharedBlocks(self._blocks, i * _LEDGER_WORDS)
         else:
             done = self._verified.setdefault((url, key), set())
@@ -405,7 +407,7 @@ _LEDGER_BITS = 64 * _LEDGER_WORDS - 1  # ... and a bit for COMPLETE
 
 
 class _SharedBlocks:
-    """The checked blocks of one track: bits of a shared-memory array (``in`` and ``add``).
+    """The checked blocks of one track: bits of a shared-memory array (``in``, ``add``, ``len``).
 
     Two workers setting bits of one word at once may lose one: that block is checked again.
     """
@@ -426,6 +428,11 @@ class _SharedBlocks:
         block = _LEDGER_BITS if block == COMPLETE else block
         if block <= _LEDGER_BITS:
             self.words[self.base + (block >> 6)] |= 1 << (block & 63)
+
+    def __len__(self) -> int:
+        """Blocks recorded as checked (COMPLETE not counted)."""
+        words = self.words[self.base : self.base + _LEDGER_WORDS]
+        return sum(w.bit_count() for w in words) - (words[-1] >> 63)
 
 
 class _WrongSampleRate(ValueError):

@@ -18,11 +18,13 @@ import xxhash
 
 from musictag import CRNNTagger, TagDataModule
 from musictag.cli import main as musictag
+from musictag.data.datamodule import _read_samples
 from musictag.data.integrity import verify_shards
 from musictag.data.shards import (
     COMPLETE,
     AudioItem,
     DamagedSampleError,
+    audio_member,
     check_sample,
     checksum_record,
     decode_audio,
@@ -165,6 +167,53 @@ def test_a_crop_checks_only_the_blocks_it_reads(tmp_path):
         decode_audio(sample["wav"], 3 * 16000, 16000)
     report = verify_shards(out)
     assert report.damaged_keys == {(Path(url).name, "long")}  # and the shard's sha256
+
+
+@pytest.mark.parametrize("ledger", ["shared", "per process"])
+def test_a_partly_checked_track_is_not_taken_for_checked(tmp_path, ledger):
+    """The data module's stream checks each block once and skips tracks all of whose blocks it
+    has checked. A track read only in part is not such a track: damage that reaches one of its
+    blocks no crop has read yet is caught when a crop reads that block.
+
+    pcm16, 6 s at 16 kHz: 3 blocks of 64 KiB. The shared ledger is the one for a manifest's
+    shards (in shared memory); the per-process one is for shards named by a pattern.
+    """
+    wav = tmp_path / "six.wav"
+    sf.write(wav, np.random.default_rng(0).uniform(-0.5, 0.5, 6 * 16000), 16000, "PCM_16")
+    out = tmp_path / "shards"
+    write_shards([AudioItem(wav, tags=("rock",))], out, audio_format="pcm16", progress=False)
+    (url,) = shard_urls(out, "train")
+    if ledger == "shared":
+        dm = TagDataModule(root=str(out), crop_samples=16000)
+    else:
+        dm = TagDataModule(train=url, tags=["rock"], sample_rate=16000, crop_samples=16000)
+    stream = dm._stream("train")
+
+    def crops(*starts: int) -> None:
+        """One pass of the stream over the shard, decoding crops of 16000 samples at starts."""
+        samples = _read_samples(iter([{"url": url}]))  # its members are valid while it is open
+        sample = next(samples)
+        stream._check_once(sample)
+        for start in starts:
+            decode_audio(audio_member(sample), start, 16000)
+
+    def checked_blocks() -> int:
+        """Blocks the stream holds as checked, COMPLETE counted as one more."""
+        if ledger == "shared":
+            return sum(bin(w).count("1") for w in stream._blocks)
+        return len(stream._verified[(url, "six")])
+
+    crops(0, 70000)  # bytes 44-32044 and 140044-172044: blocks 0 and 2, not block 1
+    assert checked_blocks() == 2  # and not COMPLETE: it would count as a third bit
+    with open(url, "r+b") as f:  # now damage block 1, which no crop has read
+        data = f.read()
+        at = data.index(b"data", data.index(b"WAVE")) + 8 + 100_000  # member byte ~100044
+        f.seek(at)
+        f.write(bytes([data[at] ^ 0xFF]))
+    crops(0, 70000)  # the checked blocks are read unchecked: no error
+    with pytest.raises(DamagedSampleError, match=r"\.wav member \(bytes 65536-131072\)"):
+        crops(40000)  # bytes 80044-112044: block 1
+    assert checked_blocks() == 2
 
 
 def test_verify_passes_a_clean_copy_and_names_every_damaged_track(clean, damaged, capsys):

@@ -13,6 +13,7 @@ layouts via soundfile) and JSON; nothing is ever pickled.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -82,10 +83,11 @@ class _BlockCheck:
     """Checks the blocks of one member against its record as they are read, each block once.
 
     ``done`` holds the indices of blocks already checked: a set of this read, or a record that
-    outlives it (the data module's, in shared memory, so a track is not checked twice).
+    outlives it (the data module's, in shared memory, so a track is not checked twice). Its
+    ``len`` is the number of blocks checked, so that completeness costs no scan of the blocks.
     """
 
-    __slots__ = ("ext", "digests", "width", "digest", "block_size", "done")
+    __slots__ = ("ext", "digests", "width", "digest", "block_size", "done", "n_blocks")
 
     def __init__(self, ext: str, digests: str, hash_name: str, block_size: int, done: Any) -> None:
         self.ext = ext
@@ -94,43 +96,50 @@ class _BlockCheck:
         self.width = _DIGEST_WIDTH[hash_name]
         self.block_size = block_size
         self.done = done
+        self.n_blocks = len(digests) // self.width
 
-    def n_blocks(self) -> int:
-        return len(self.digests) // self.width
-
-    def verify(self, data: Any, first: int, blocks: Sequence[int]) -> None:
-        """Check ``blocks`` of ``data``, which starts at block ``first``."""
+    def verify(self, data: Any, offset: int, blocks: Sequence[int]) -> None:
+        """Check ``blocks`` of ``data``, the member's bytes from ``offset`` on."""
         view, bs, w = memoryview(data), self.block_size, self.width
         for i in blocks:
-            at = (i - first) * bs
+            at = i * bs - offset
             if self.digest(view[at : at + bs]) != self.digests[i * w : (i + 1) * w]:
                 raise DamagedSampleError(
                     f"checksum mismatch in its .{self.ext} member (bytes {i * bs}-"
                     f"{i * bs + len(view[at : at + bs])})"
                 )
             self.done.add(i)
-        if self.done and all(i in self.done for i in range(self.n_blocks())):
+        # `done` holds only indices of this member's blocks (and COMPLETE, not yet here), so
+        # its size says whether all are checked; a shared record counts its bits
+        if len(self.done) >= self.n_blocks:
             self.done.add(COMPLETE)
 
-    def read(self, member: TarMember, start: int, length: int) -> bytes:
-        """``length`` bytes from ``start`` of ``member``, having checked the blocks they touch."""
+    def read(self, member: TarMember, start: int, length: int) -> bytes | memoryview:
+        """``length`` bytes from ``start`` of ``member``, having checked the blocks they touch.
+
+        Bytes read to check blocks come as a view of this thread's read buffer, valid until
+        the thread's next checked read (:meth:`TarMember.pview`).
+        """
         bs = self.block_size
         first, last = start // bs, (start + length - 1) // bs
-        todo = [i for i in range(first, last + 1) if i not in self.done]
+        done = self.done
+        todo = [i for i in range(first, last + 1) if i not in done]
         if not todo:
             return member.raw(start, length)
-        base = first * bs
+        # the bytes asked for, and the rest of the blocks to check at either end (an end block
+        # checked before is not read again): reading from the page cache costs more than hashing
+        lo = first * bs if todo[0] == first else start
+        hi = min((last + 1) * bs, member.size) if todo[-1] == last else start + length
         # read into a buffer kept for the next read: a fresh one per crop costs more page
         # faults than the hashing
-        span = min((last + 1) * bs, member.size) - base
         buffer = getattr(_SPAN, "buffer", b"")
-        if len(buffer) < span:
-            buffer = _SPAN.buffer = bytearray(max(span, 4 * bs))
-        member.file.seek(member.offset + base)
-        view = memoryview(buffer)[:span]
+        if len(buffer) < hi - lo:
+            buffer = _SPAN.buffer = bytearray(max(hi - lo, 4 * bs))
+        member.file.seek(member.offset + lo)
+        view = memoryview(buffer)[: hi - lo]
         view = view[: member.file.readinto(view) or 0]
-        self.verify(view, first, todo)
-        return bytes(view[start - base : start - base + length])
+        self.verify(view, lo, todo)
+        return view[start - lo : start - lo + length]
 
 
 class TarMember:
@@ -173,6 +182,18 @@ class TarMember:
         Raises:
             DamagedSampleError: If a block they touch does not match its checksum.
         """
+        data = self.pview(start, length)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def pview(self, start: int, length: int) -> bytes | memoryview:
+        """:meth:`pread` without a copy: checked bytes may be a view of a per-thread buffer.
+
+        The view is valid until this thread's next read of a checked member, so use it at
+        once (a pcm16 crop is converted to float32 straight from it).
+
+        Raises:
+            DamagedSampleError: If a block they touch does not match its checksum.
+        """
         start = min(max(start, 0), self.size)
         length = min(length, self.size - start)
         if self.check is not None and length > 0:
@@ -207,8 +228,12 @@ class TarMember:
         return self._pos
 
     def read(self, n: int = -1) -> bytes:
+        data = self._read_view(self.size - self._pos if n is None or n < 0 else n)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def _read_view(self, n: int) -> bytes | memoryview:
         try:
-            data = self.pread(self._pos, self.size - self._pos if n is None or n < 0 else n)
+            data = self.pview(self._pos, n)
         except DamagedSampleError as e:
             self.damage = e
             return b""
@@ -219,7 +244,7 @@ class TarMember:
         view = memoryview(buffer).cast("B")
         n = min(len(view), self.size - self._pos)
         if self.check is not None:
-            data = self.read(n)
+            data = self._read_view(n)
             view[: len(data)] = data
             return len(data)
         self.file.seek(self.offset + self._pos)
@@ -258,8 +283,8 @@ def decode_audio(flac_bytes: AudioBlob, start: int = 0, frames: int = -1) -> np.
             raise ValueError(f"start={start} is outside the audio (0..{total} frames)")
         count = total - start if frames < 0 else min(frames, total - start)
         first = offset + 2 * channels * start
-        if isinstance(flac_bytes, TarMember):
-            raw, first = flac_bytes.pread(first, 2 * channels * count), 0
+        if isinstance(flac_bytes, TarMember):  # converted at once: a view needs no copy
+            raw, first = flac_bytes.pview(first, 2 * channels * count), 0
         else:
             raw = flac_bytes
         pcm = np.frombuffer(raw, dtype="<i2", count=count * channels, offset=first)
@@ -576,7 +601,8 @@ def check_sample(
             TarMember, ...}``.
         required: The shard was written with checksums, so a sample without a record (its
             header lost to damage) is damaged, not unverified.
-        done: Where the audio member's checked blocks are recorded (``in`` and ``add``), when
+        done: Where the audio member's checked blocks are recorded (``in``, ``add`` and
+            ``len``, which counts the blocks recorded, not :data:`COMPLETE`), when
             it should outlive this read: blocks found in it are not checked again. Once every
             block is, :data:`COMPLETE` is added, and the sample is not checked again (a
             version-1 sample, checked whole, gets it at once).
@@ -590,7 +616,7 @@ def check_sample(
         DamagedSampleError: naming the member and the problem.
     """
     record = sample.get(CHECKSUMS_EXT)
-    audio_present = AUDIO_EXTS[0] in sample or any(e in sample for e in AUDIO_EXTS)
+    audio_present = not sample.keys().isdisjoint(AUDIO_EXTS)
     if record is None:
         if required:
             missing = [] if audio_present else ["audio"]
@@ -603,8 +629,55 @@ def check_sample(
         return False
     if done is not None and COMPLETE in done:  # every block checked by this reader already
         return True
+    hash_name, block_size, sums = _parse_record(_bytes(record))
+    if not audio_present:
+        raise DamagedSampleError("its audio member is missing (a damaged tar header)")
+    if block_size == 0:
+        for ext, expected in sums:
+            if ext not in sample:
+                raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
+            if member_checksum(_bytes(sample[ext])) != expected:
+                raise DamagedSampleError(f"checksum mismatch in its .{ext} member")
+        if done is not None:
+            done.add(COMPLETE)
+        return True
+    digest, width = BLOCK_HASHES[hash_name], _DIGEST_WIDTH[hash_name]
+    for ext, digests in sums:
+        if ext not in sample:
+            raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
+        member = sample[ext]
+        if (
+            not isinstance(member, TarMember)
+            and len(digests) == width
+            and 0 < len(member) <= block_size
+            and digest(member) == digests
+        ):
+            continue  # a member of one intact block (the JSON): the common case, made short
+        keep = done if done is not None and ext in AUDIO_EXTS else set()
+        check = _BlockCheck(ext, digests, hash_name, block_size, keep)
+        if check.n_blocks != -(-len(member) // block_size):
+            raise DamagedSampleError(
+                f"its .{ext} member is {len(member)} bytes, not the length its checksums cover"
+            )
+        if isinstance(member, TarMember):
+            member.check = check
+            if full:
+                member.read_all()
+        else:
+            check.verify(member, 0, range(check.n_blocks))
+    return True
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _parse_record(record: bytes) -> tuple[str, int, tuple[tuple[str, str], ...]]:
+    """``(hash name, block size, ((ext, digests), ...))`` of a checksum record (block size 0:
+    version 1, one CRC-32 per member).
+
+    Cached: a stream reads a track's record every epoch until all its blocks are checked, and
+    parsing it cost as much as checking a block (16 Ki records of 30-s tracks: ~20 MB).
+    """
     try:
-        fields = json.loads(_bytes(record))
+        fields = json.loads(record)
         if "crc32" in fields:  # version 1
             sums, hash_name, block_size = fields["crc32"], "crc32", 0
         else:
@@ -614,36 +687,9 @@ def check_sample(
                 raise ValueError(f"hash {hash_name!r}, block size {block_size}")
         if not isinstance(sums, dict) or not sums:
             raise ValueError("no checksum entries")
+        return hash_name, block_size, tuple((str(k), str(v)) for k, v in sums.items())
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise DamagedSampleError(f"its checksum record is damaged ({e})") from None
-    if not audio_present:
-        raise DamagedSampleError("its audio member is missing (a damaged tar header)")
-    if block_size == 0:
-        for ext, expected in sums.items():
-            if ext not in sample:
-                raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
-            if member_checksum(_bytes(sample[ext])) != expected:
-                raise DamagedSampleError(f"checksum mismatch in its .{ext} member")
-        if done is not None:
-            done.add(COMPLETE)
-        return True
-    for ext, digests in sums.items():
-        if ext not in sample:
-            raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
-        member = sample[ext]
-        keep = done if done is not None and ext in AUDIO_EXTS else set()
-        check = _BlockCheck(ext, str(digests), hash_name, block_size, keep)
-        if check.n_blocks() != -(-len(member) // block_size):
-            raise DamagedSampleError(
-                f"its .{ext} member is {len(member)} bytes, not the length its checksums cover"
-            )
-        if isinstance(member, TarMember):
-            member.check = check
-            if full:
-                member.read_all()
-        else:
-            check.verify(member, 0, range(check.n_blocks()))
-    return True
 
 
 def _bytes(member: bytes | TarMember) -> bytes:
