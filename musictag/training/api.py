@@ -189,9 +189,12 @@ def _train(cfg: TrainConfig, t0: float, deadline: float, device: torch.device) -
             if tuned.kept == "finetuned":
                 summary += f", fine-tuned end to end ({tuned.epochs:g} epochs)"
     else:
-        model, score, summary = _scratch(
-            cfg, train, val, tags, sample_rate, crop, k, deadline, device
-        )
+        # compact CNN(s) from scratch; several are averaged when that is better on validation
+        members, logits = train_scratch_members(
+            train, val, tags, sample_rate, crop, k, deadline, device, cfg.scratch, cfg.seed,
+            lambda m: _say(cfg, m),
+        )  # fmt: skip
+        model, score, summary = _average_best(cfg, members, logits, val)
     elapsed = time.monotonic() - t0
     info = {"summary": summary, "val_pr_auc_macro": float(score), "seconds": round(elapsed, 1)}
     if tuned is not None:
@@ -344,32 +347,21 @@ def _ensemble(
     return model, best, f"{summary} blended with {what} (probe weight {best_alpha:.1f})"
 
 
-def _scratch(
-    cfg: TrainConfig,
-    train: TrackSet,
-    val: TrackSet,
-    tags: list[str],
-    sample_rate: int,
-    crop: int,
-    k: int,
-    deadline: float,
-    device: torch.device,
+def _average_best(
+    cfg: TrainConfig, members: list[Tagger], logits: torch.Tensor, val: TrackSet
 ) -> tuple[Tagger, float, str]:
-    """Compact CNN(s) from scratch; several are averaged when that is better on validation."""
-    members, logits = train_scratch_members(
-        train, val, tags, sample_rate, crop, k, deadline, device, cfg.scratch, cfg.seed,
-        lambda m: _say(cfg, m),
-    )  # fmt: skip
+    """The average of the first n scratch models, n chosen on validation (the fewest on ties)."""
     scores = [
         macro_pr_auc(torch.sigmoid(logits[:n].mean(0)).numpy(), val.targets)
         for n in range(1, len(members) + 1)
     ]
     n = 1 + max(range(len(scores)), key=lambda i: scores[i] - 1e-9 * i)
     n_params = sum(p.numel() for p in members[0].parameters())
+    if len(members) > 1:
+        figures = ", ".join(f"{x:.4f}" for x in scores)
+        _say(cfg, f"validation pr_auc_macro of the average of 1..{len(members)} models: {figures}")
     if n == 1:
         return members[0], scores[0], f"compact CNN from scratch ({n_params:,} parameters)"
-    if len(members) > 1:
-        _say(cfg, f"validation pr_auc_macro of the average of 1..{len(members)} models: {scores}")
     model = combine_taggers(None, members[:n], [1.0 / n] * n)
     return (
         model,
