@@ -23,7 +23,7 @@ from musictag.evaluation import track_score_batches
 from musictag.frontend import build_frontend
 from musictag.training.augment import Augment
 from musictag.training.probe import macro_pr_auc, select_probe
-from musictag.training.scratch import ScratchConfig, mel_crops, train_scratch
+from musictag.training.scratch import ScratchConfig, ScratchInputs, mel_crops, train_scratch
 
 VARIANTS = {
     "default": {},
@@ -87,7 +87,7 @@ def main() -> None:
         for seed in range(args.seed, args.seed + args.seeds):
             t0, c0 = time.monotonic(), time.process_time()
             model, _ = train_scratch(
-                train, val, tags, sr, crop, k, t0 + 1e9, torch.device("cpu"), cfg, seed
+                ScratchInputs(train, val, tags, sr, crop, k), t0 + 1e9, cfg, seed
             )
             cpu = time.process_time() - c0
             for split, ts in (("val", val), ("test", test)):

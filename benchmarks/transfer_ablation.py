@@ -74,13 +74,24 @@ def main() -> None:
             if name == "all" and not fit.hidden and args.ensemble_epochs:
                 probe_logits = {s: fc(v).detach() for s, v in h.items()}
                 ensemble(
-                    dev, tagger, probe_logits, args.ensemble_epochs, args.ensemble_members, args.seed
+                    dev,
+                    tagger,
+                    probe_logits,
+                    args.ensemble_epochs,
+                    args.ensemble_members,
+                    args.seed,
                 )
 
 
 def ensemble(dev, tagger, probe_logits: dict, epochs: int, members: int, seed: int) -> None:
     """``train``'s compact CNNs on the transfer frontend, alone and blended with the probe."""
-    from musictag.training.scratch import ScratchConfig, crop_logits, mel_crops, train_scratch
+    from musictag.training.scratch import (
+        ScratchConfig,
+        ScratchInputs,
+        crop_logits,
+        mel_crops,
+        train_scratch,
+    )
 
     splits, keep = dev.splits, dev.keep
     cfg = ScratchConfig(max_epochs=epochs)
@@ -89,10 +100,11 @@ def ensemble(dev, tagger, probe_logits: dict, epochs: int, members: int, seed: i
     x = {s: mel_crops(tagger.frontend, splits[s].waves, dev.crop, dev.crops, cpu) for s in splits}
     outs: dict[str, list[torch.Tensor]] = {"val": [], "test": []}
     for i in range(members):
-        member, _ = train_scratch(
+        data = ScratchInputs(
             splits["train"], splits["val"], dev.tags, dev.sample_rate, dev.crop, dev.crops,
-            time.monotonic() + 1e9, cpu, cfg, seed + i, frontend=tagger.frontend,
+            cpu, tagger.frontend,
         )  # fmt: skip
+        member, _ = train_scratch(data, time.monotonic() + 1e9, cfg, seed + i)
         for s in outs:
             outs[s].append(crop_logits(member, x[s]))
     cpu = time.process_time() - c0

@@ -158,11 +158,12 @@ def test_transfer_fine_tunes_within_the_budget_and_keeps_the_better_model(shards
 def test_transfer_blends_compact_cnns_trained_on_the_collection(shards, tmp_path):
     from musictag.training.data import load_split, train_vocab
     from musictag.training.endtoend import validation_score
-    from musictag.training.scratch import train_scratch
+    from musictag.training.scratch import ScratchInputs, train_scratch
     from musictag.training.transfer import build_transfer_tagger, combine_taggers
 
     ckpts = _pretrained(tmp_path, 0)
-    small = ScratchConfig(channels=(4, 8), max_epochs=6, eval_every=0.5, members=2)
+    # 8 bands < the probe's 16: the CNNs resample the shared frontend's bands
+    small = ScratchConfig(channels=(4, 8), n_mels=8, max_epochs=6, eval_every=0.5, members=2)
     cfg = TrainConfig(
         shards, tmp_path / "e.ckpt", 0.6, pretrained=ckpts, cache_dir=tmp_path,
         ensemble=small, finetune=None,
@@ -177,13 +178,9 @@ def test_transfer_blends_compact_cnns_trained_on_the_collection(shards, tmp_path
         assert model.backbone.roles == ["features", "features", "embedding", "embedding"]
     # the blend is the weighted sum of the logits: weight 1 is the probe, 0 the CNN
     probe = build_transfer_tagger(ckpts, list(vocab.tags), 2 * SR, 1)
-    members = [
-        train_scratch(
-            train, val, list(vocab.tags), SR, 2 * SR, 1, time.monotonic() + 60,
-            torch.device("cpu"), small, seed, frontend=probe.frontend,
-        )[0]
-        for seed in (0, 1)
-    ]  # fmt: skip
+    data = ScratchInputs(train, val, list(vocab.tags), SR, 2 * SR, 1, frontend=probe.frontend)
+    members = [train_scratch(data, time.monotonic() + 60, small, seed)[0] for seed in (0, 1)]
+    assert members[0].backbone.resample.shape == (8, 16)
     x = torch.randn(3, 2 * SR) * 0.1
     with torch.no_grad():
         a = probe(x)
@@ -213,6 +210,74 @@ def test_scratch_ensemble_keeps_the_budget_and_loads(shards, tmp_path):
         assert model.hparams.backbone == "transfer" and set(model.backbone.roles) == {"embedding"}
     else:
         assert model.hparams.backbone == "compact_cnn"
+
+
+def test_compact_cnn_resamples_bands_without_new_weights():
+    from musictag.models.compact import CompactCNN
+
+    torch.manual_seed(0)
+    plain, fine = (
+        CompactCNN(8, (4, 8), readout="bands"),
+        CompactCNN(16, (4, 8), readout="bands", bands=8),
+    )
+    assert fine.resample.shape == (8, 16) and torch.allclose(fine.resample.sum(1), torch.ones(8))
+    assert fine.state_dict().keys() == CompactCNN(16, (4, 8), readout="bands").state_dict().keys()
+    assert fine.embed_dim == plain.embed_dim
+    # neighbouring pairs of bins averaged: the same as the plain CNN on the averaged input
+    fine.blocks.load_state_dict(plain.blocks.state_dict())
+    x = torch.randn(2, 1, 16, 40)
+    with torch.no_grad():
+        assert torch.allclose(fine(x), plain(x.unflatten(2, (8, 2)).mean(3)), atol=1e-5)
+    with pytest.raises(ValueError, match="bands must be in 1..16"):
+        CompactCNN(16, bands=24)
+
+
+def test_scratch_members_fill_the_budget_with_a_shortened_last_model(shards, monkeypatch):
+    """Full models while one fits; then one whose epochs (and schedule) fit the time left."""
+    from musictag.training import scratch
+    from musictag.training.data import load_split, train_vocab
+
+    clock = [0.0]
+    monkeypatch.setattr(scratch.time, "monotonic", lambda: clock[0])
+    epochs = []
+
+    def fake_train(data, deadline, cfg, seed, progress):
+        epochs.append(cfg.max_epochs)
+        clock[0] += 100.0 * cfg.max_epochs / 40  # a 40-epoch model takes 100 s
+        tagger = scratch.build_scratch_tagger(data.tags, data.sample_rate, data.crop, 1, cfg)
+        return tagger.eval(), 0.5
+
+    monkeypatch.setattr(scratch, "train_scratch", fake_train)
+    vocab = train_vocab(shards)
+    train, val = load_split(shards, "train", vocab), load_split(shards, "val", vocab)
+    cfg = ScratchConfig(channels=(4, 8), n_mels=16, max_epochs=40, members=8)
+    data = scratch.ScratchInputs(train, val, list(vocab.tags), SR, 2 * SR, 1)
+    # 100 s per model and 110 s (with 10 % margin) needed: 2 full, then 70 of 110 s -> 25 epochs
+    models, logits = scratch.train_scratch_members(data, 270.0, cfg)
+    assert epochs == [40, 40, 25] and len(models) == 3 and logits.shape == (3, 6, 4)
+    # under half a model's time left: no shortened model
+    epochs.clear(), clock.__setitem__(0, 0.0)
+    models, _ = scratch.train_scratch_members(data, 250.0, cfg)
+    assert epochs == [40, 40] and len(models) == 2
+
+
+def test_train_command_members_and_finetune_flags(capsys):
+    from musictag.cli import build_parser
+    from musictag.training.cli import train_config
+
+    def cfg(*extra):
+        return train_config(build_parser().parse_args(["train", "s", "-o", "x.ckpt", *extra]))
+
+    default = cfg()
+    assert default.scratch.members == 8 and default.ensemble.members == 6 and default.finetune
+    assert cfg("--members", "3").scratch.members == 3
+    assert cfg("--members", "0").scratch.members == 1  # from scratch there is always one
+    transfer = cfg("--pretrained", "a.ckpt", "--members", "2", "--no-finetune")
+    assert transfer.ensemble.members == 2 and transfer.finetune is None
+    assert transfer.scratch.members == 8  # not used with --pretrained, left alone
+    assert cfg("--pretrained", "a.ckpt", "--members", "0").ensemble is None  # the probe alone
+    assert main(["train", "s", "-o", "x.ckpt", "--members", "-1"]) == 2
+    assert "--members must be 0 or more" in capsys.readouterr().err
 
 
 def test_augmentations():

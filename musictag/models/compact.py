@@ -30,6 +30,10 @@ class CompactCNN(Backbone):
         in_channels: Channels of the input features.
         readout: ``"mean"``: mean over the remaining frequency bands; ``"bands"``: the bands kept
             as features (the register an instrument plays in survives to the head).
+        bands: Resample the standardised input to this many frequency bands (area-weighted
+            averages of neighbouring bins, a fixed ``[bands, n_mels]`` matrix) before the conv
+            blocks; ``None``: the input's ``n_mels``. A CNN that shares a finer frontend (a
+            transfer tagger's 96 bands) then costs what it costs on its own coarser one.
 
     Shape:
         input: ``[batch, in_channels, n_mels, frames]``; output: ``[batch, 2 * channels[-1]]``
@@ -43,6 +47,7 @@ class CompactCNN(Backbone):
         pool: Sequence[int] = (2, 2),
         in_channels: int = 1,
         readout: str = "mean",
+        bands: int | None = None,
     ) -> None:
         super().__init__()
         if readout not in ("mean", "bands"):
@@ -50,12 +55,14 @@ class CompactCNN(Backbone):
         self.readout = readout
         self.register_buffer("band_mean", torch.zeros(n_mels))
         self.register_buffer("band_std", torch.ones(n_mels))
+        # derived from the sizes alone: not saved, so state_dict keys do not depend on it
+        self.register_buffer("resample", _area_matrix(n_mels, bands) if bands else None, False)
         blocks, prev = [], in_channels
         for c in channels:
             blocks.append(ConvBlock2d(prev, c, 3, tuple(pool)))
             prev = c
         self.blocks = nn.ModuleList(blocks)
-        bands = n_mels
+        bands = bands or n_mels
         for _ in channels:
             bands = bands // pool[0] if bands >= 2 else bands
         self.embed_dim = 2 * prev * (bands if readout == "bands" else 1)
@@ -74,6 +81,8 @@ class CompactCNN(Backbone):
 
     def forward_standardized(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """As :meth:`forward_intermediates`, for input already standardised (training augments there)."""
+        if self.resample is not None:
+            x = torch.matmul(self.resample, x)  # [bands, n_mels] @ [batch, C, n_mels, frames]
         stages = []
         for block in self.blocks:
             if x.shape[-1] < 2 or x.shape[-2] < 2:  # too short to pool further: keep the map
@@ -83,3 +92,15 @@ class CompactCNN(Backbone):
             stages.append(x)
         seq = x.flatten(1, 2) if self.readout == "bands" else x.mean(dim=2)  # [batch, C', frames]
         return torch.cat([seq.mean(-1), seq.amax(-1)], dim=-1), stages
+
+
+def _area_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """``[n_out, n_in]``: row ``j`` averages the input bins that output band ``j`` covers, each
+    weighted by the share of it inside the band (rows sum to 1)."""
+    if not 0 < n_out <= n_in:
+        raise ValueError(f"bands must be in 1..{n_in} (the input's bands), got {n_out}")
+    edges = torch.arange(n_out + 1, dtype=torch.float64) * (n_in / n_out)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    bins = torch.arange(n_in, dtype=torch.float64)
+    overlap = (torch.minimum(hi, bins + 1) - torch.maximum(lo, bins)).clamp_min(0)
+    return (overlap / overlap.sum(1, keepdim=True)).float()

@@ -26,7 +26,7 @@ from ..tagger import Tagger
 from .data import TrackSet, choose_window, load_split, manifest_hash, train_vocab
 from .endtoend import FinetuneConfig, FinetuneResult, finetune_transfer
 from .probe import macro_pr_auc, select_probe
-from .scratch import ScratchConfig, train_scratch_members
+from .scratch import ScratchConfig, ScratchInputs, train_scratch_members
 from .transfer import (
     BudgetExceeded,
     build_transfer_tagger,
@@ -73,7 +73,7 @@ class TrainConfig:
     progress: bool = True
     pool: str = "meanmax"
     scratch: ScratchConfig = field(default_factory=ScratchConfig)
-    ensemble: ScratchConfig | None = field(default_factory=lambda: ScratchConfig(members=3))
+    ensemble: ScratchConfig | None = field(default_factory=lambda: ScratchConfig(members=6))
     finetune: FinetuneConfig | None = field(default_factory=FinetuneConfig)
 
 
@@ -190,10 +190,10 @@ def _train(cfg: TrainConfig, t0: float, deadline: float, device: torch.device) -
                 summary += f", fine-tuned end to end ({tuned.epochs:g} epochs)"
     else:
         # compact CNN(s) from scratch; several are averaged when that is better on validation
+        data = ScratchInputs(train, val, tags, sample_rate, crop, k, device)
         members, logits = train_scratch_members(
-            train, val, tags, sample_rate, crop, k, deadline, device, cfg.scratch, cfg.seed,
-            lambda m: _say(cfg, m),
-        )  # fmt: skip
+            data, deadline, cfg.scratch, cfg.seed, lambda m: _say(cfg, m)
+        )
         model, score, summary = _average_best(cfg, members, logits, val)
     elapsed = time.monotonic() - t0
     info = {"summary": summary, "val_pr_auc_macro": float(score), "seconds": round(elapsed, 1)}
@@ -322,10 +322,12 @@ def _ensemble(
         _say(cfg, f"no compact CNN beside the probe: {max(left, 0):.0f} s left")
         return probe, probe_val, summary
     crop, k = probe.crop_samples, int(probe.hparams.eval_crops)
+    data = ScratchInputs(
+        train, val, list(probe.tags), probe.sample_rate, crop, k, device, probe.frontend
+    )
     members, logits = train_scratch_members(
-        train, val, list(probe.tags), probe.sample_rate, crop, k, deadline, device,
-        cfg.ensemble, cfg.seed, lambda m: _say(cfg, f"compact CNN {m}"), probe.frontend,
-    )  # fmt: skip
+        data, deadline, cfg.ensemble, cfg.seed, lambda m: _say(cfg, f"compact CNN {m}")
+    )
     cnn = logits.mean(0)
     best_alpha, best = 1.0, -1.0
     for alpha in np.linspace(1.0, 0.0, 11):

@@ -40,7 +40,14 @@ from .augment import Augment
 from .data import TrackSet
 from .probe import macro_pr_auc
 
-__all__ = ["ScratchConfig", "crop_logits", "mel_crops", "train_scratch", "train_scratch_members"]
+__all__ = [
+    "ScratchConfig",
+    "ScratchInputs",
+    "crop_logits",
+    "mel_crops",
+    "train_scratch",
+    "train_scratch_members",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +94,47 @@ class ScratchConfig:
     eval_every: float = 20.0
     band_norm: str = "band"
     max_epochs: int | None = 40
-    members: int = 5
+    members: int = 8
     readout: str = "bands"
     precision: str = "auto"
+
+
+@dataclass
+class ScratchInputs:
+    """What scratch models train on.
+
+    Attributes:
+        train: Training tracks.
+        val: Validation tracks (the model kept is the best on them).
+        tags: Output tags.
+        sample_rate: Sample rate of the tracks.
+        crop: Crop length in samples.
+        k: Evaluation crops per track.
+        device: Where to train.
+        frontend: A dB log-mel frontend to train on instead of the one the
+            :class:`ScratchConfig` describes (its hop replaces the config's; when it has more mel
+            bands than ``ScratchConfig.n_mels``, the CNN resamples them to ``n_mels`` first, so
+            that it costs what it costs on its own frontend): the shared frontend of a transfer
+            tagger, when the models join it as ensemble members.
+    """
+
+    train: TrackSet
+    val: TrackSet
+    tags: list[str]
+    sample_rate: int
+    crop: int
+    k: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    frontend: torch.nn.Module | None = None
+
+    def own_frontend(self, cfg: ScratchConfig) -> torch.nn.Module:
+        """``frontend``, or the one ``cfg`` describes, on ``device``."""
+        fe = self.frontend
+        if fe is None:
+            fe = build_frontend(
+                "logmel", self.sample_rate, **_frontend_kwargs(self.sample_rate, cfg)
+            )
+        return fe.to(self.device)
 
 
 def mel_crops(
@@ -122,9 +167,20 @@ def _frontend_kwargs(sample_rate: int, cfg: ScratchConfig) -> dict:
 
 
 def build_scratch_tagger(
-    tags: list[str], sample_rate: int, crop: int, k: int, cfg: ScratchConfig
+    tags: list[str],
+    sample_rate: int,
+    crop: int,
+    k: int,
+    cfg: ScratchConfig,
+    bands: int | None = None,
 ) -> Tagger:
-    """The scratch tagger: dB log-mel frontend (no BatchNorm), CompactCNN, linear head."""
+    """The scratch tagger: dB log-mel frontend (no BatchNorm), CompactCNN, linear head.
+
+    ``bands``: the CNN resamples the frontend's bands to this many (``CompactCNN(bands=)``).
+    """
+    backbone_kwargs = {"channels": list(cfg.channels), "readout": cfg.readout}
+    if bands:
+        backbone_kwargs["bands"] = bands
     return Tagger(
         backbone="compact_cnn",
         n_tags=len(tags),
@@ -134,7 +190,7 @@ def build_scratch_tagger(
         eval_crops=k,
         frontend="logmel",
         frontend_kwargs=_frontend_kwargs(sample_rate, cfg),
-        backbone_kwargs={"channels": list(cfg.channels), "readout": cfg.readout},
+        backbone_kwargs=backbone_kwargs,
         head_dropout=cfg.head_dropout,
         optimizer="adamw",
         lr=cfg.lr,
@@ -144,36 +200,20 @@ def build_scratch_tagger(
 
 
 def train_scratch(
-    train: TrackSet,
-    val: TrackSet,
-    tags: list[str],
-    sample_rate: int,
-    crop: int,
-    k: int,
+    data: ScratchInputs,
     deadline: float,
-    device: torch.device,
     cfg: ScratchConfig | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-    frontend: torch.nn.Module | None = None,
 ) -> tuple[Tagger, float]:
     """Train the scratch tagger until ``deadline`` (``time.monotonic()``), keep the best on val.
 
     Args:
-        train: Training tracks.
-        val: Validation tracks.
-        tags: Output tags.
-        sample_rate: Sample rate of the tracks.
-        crop: Crop length in samples.
-        k: Evaluation crops per track.
+        data: The tracks, tags, crop settings, device and (optionally) shared frontend.
         deadline: ``time.monotonic()`` by which training stops.
-        device: Where to train.
         cfg: Settings (default :class:`ScratchConfig`).
         seed: Seed of weights, crops and augmentation.
         progress: Called with a one-line status after each validation.
-        frontend: A dB log-mel frontend to train on instead of the one ``cfg`` describes (its
-            mel bands and hop replace ``cfg``'s): the shared frontend of a transfer tagger, when
-            the model joins it as an ensemble member.
 
     Returns:
         ``(tagger in eval mode with the best weights, its validation macro PR-AUC)``.
@@ -181,15 +221,16 @@ def train_scratch(
     cfg = cfg or ScratchConfig()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    if frontend is None:
-        model = build_scratch_tagger(tags, sample_rate, crop, k, cfg).to(device)
-        frontend = build_frontend("logmel", sample_rate, **_frontend_kwargs(sample_rate, cfg))
+    train, val, crop, k, device = data.train, data.val, data.crop, data.k, data.device
+    frontend = data.own_frontend(cfg)
+    if data.frontend is None:
+        model = build_scratch_tagger(data.tags, data.sample_rate, crop, k, cfg)
     else:
+        bands = cfg.n_mels if cfg.n_mels < frontend.n_mels else None
         cfg = dataclasses.replace(cfg, n_mels=frontend.n_mels, hop_length=frontend.hop_length)
-        model = build_scratch_tagger(tags, sample_rate, crop, k, cfg)
+        model = build_scratch_tagger(data.tags, data.sample_rate, crop, k, cfg, bands)
         model.frontend = copy.deepcopy(frontend)
-        model = model.to(device)
-    frontend = frontend.to(device)
+    model = model.to(device)
     # training crops: up to 3 per track (long tracks), computed once; validation: the eval crops
     train_k = 1 if np.median([len(w) for w in train.waves]) <= crop else 3
     x_train = mel_crops(frontend, train.waves, crop, train_k, device)  # [N, kt, 1, F, T]
@@ -274,24 +315,19 @@ def crop_logits(model: Tagger, x: torch.Tensor) -> torch.Tensor:
 
 
 def train_scratch_members(
-    train: TrackSet,
-    val: TrackSet,
-    tags: list[str],
-    sample_rate: int,
-    crop: int,
-    k: int,
+    data: ScratchInputs,
     deadline: float,
-    device: torch.device,
     cfg: ScratchConfig,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-    frontend: torch.nn.Module | None = None,
 ) -> tuple[list[Tagger], torch.Tensor]:
     """Up to ``cfg.members`` scratch models (seeds ``seed, seed + 1, ...``) within the budget.
 
-    The first model trains until ``deadline`` or ``cfg.max_epochs``; another one starts only
-    when the time left holds what the previous one took (plus 10 %), so a slow machine gets one
-    model trained for the whole budget, as :func:`train_scratch` alone.
+    The first model trains until ``deadline`` or ``cfg.max_epochs``; another one starts when
+    the time left holds what the first one took (plus 10 %), so a slow machine gets one model
+    trained for the whole budget, as :func:`train_scratch` alone. When the time left holds at
+    least half of that, a last model trains for the epochs that fit (its learning-rate schedule
+    shortened to match), so the budget is used rather than left idle.
 
     Returns:
         ``(models, their validation logits [models, N, tags])``, logits averaged over crops
@@ -300,27 +336,32 @@ def train_scratch_members(
     say = progress or (lambda m: None)
     models: list[Tagger] = []
     logits: list[torch.Tensor] = []
-    fe = frontend
-    if fe is None:
-        fe = build_frontend("logmel", sample_rate, **_frontend_kwargs(sample_rate, cfg))
-    x_val = None
-    took = 0.0
+    x_val = took = None
+    member_cfg = cfg
     for i in range(max(1, cfg.members)):
         start = time.monotonic()
-        if i and start + 1.1 * took > deadline:
-            say(
-                f"{i} model(s): no time for another ({deadline - start:.0f} s left, one took {took:.0f} s)"
-            )
-            break
+        fits = (deadline - start) / (1.1 * took) if took else 1.0
+        if fits < 1.0:
+            epochs = int(cfg.max_epochs * fits) if cfg.max_epochs else 0
+            if epochs < max(1, cfg.max_epochs // 2 if cfg.max_epochs else 1):
+                say(
+                    f"{i} model(s): no time for another ({deadline - start:.0f} s left, "
+                    f"one took {took:.0f} s)"
+                )
+                break
+            member_cfg = dataclasses.replace(cfg, max_epochs=epochs)
+            say(f"model {i + 1}: {epochs} epochs fit in the {deadline - start:.0f} s left")
         tag = (lambda m, i=i: say(f"model {i + 1}: {m}")) if cfg.members > 1 else say
-        model, _ = train_scratch(
-            train, val, tags, sample_rate, crop, k, deadline, device, cfg, seed + i, tag, frontend
-        )
-        took = time.monotonic() - start
-        if x_val is None:
-            x_val = mel_crops(fe.to(device), val.waves, crop, k, device)
+        model, _ = train_scratch(data, deadline, member_cfg, seed + i, tag)
+        if not i:
+            took = time.monotonic() - start
+            x_val = mel_crops(
+                data.own_frontend(cfg), data.val.waves, data.crop, data.k, data.device
+            )
         models.append(model)
         logits.append(crop_logits(model, x_val))
+        if member_cfg is not cfg:  # the last one, shortened to the time left
+            break
     return models, torch.stack(logits)
 
 
