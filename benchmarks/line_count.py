@@ -32,7 +32,10 @@ NEW_MODULES = {
         "musictag/models/compact.py",
         "musictag/models/transfer.py",
     ),
-    "checksums, verify (issue 12)": ("musictag/data/integrity.py",),
+    "checksums, verify (issue 12)": (
+        "musictag/data/integrity.py",
+        "musictag/data/shards/checksums.py",
+    ),
     "speed: decode ahead, autotune, optimize (issue 14)": (
         "musictag/autotune.py",
         "musictag/optimize.py",

@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import os
 import random
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,11 +33,9 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from musictag.data.shards import (
     AUDIO_EXTS,
-    COMPLETE,
     DECODE_ERRORS,
     audio_info,
     audio_member,
-    check_sample,
     checksummed_shards,
     decode_audio,
     decode_json,
@@ -48,6 +45,7 @@ from musictag.data.shards import (
     sample_member,
     shard_urls,
 )
+from musictag.data.shards.checksums import POSITION, BlockLedger
 from musictag.data.vocab import TagVocab
 from musictag.lightning_compat import epochs_processed
 from musictag.tta import eval_crop_starts, extract_crops
@@ -59,8 +57,7 @@ log = logging.getLogger(__name__)
 _VAL_SPLITS = ("val", "valid", "validation")
 _SEED_MASK = (1 << 63) - 1
 _MEMBERS = tuple(f".{ext}" for ext in (*AUDIO_EXTS, "json"))  # .checksums.json ends so too
-_SKIPPED = "__skipped__"
-_POSITION = "__position__"  # of a sample in its local shard  # key of the skip notices a delivered sample carries to the main process
+_SKIPPED = "__skipped__"  # key of the skip notices a delivered sample carries to the main process
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
         # A random crop then reads only its own bytes (pcm16) or FLAC frames.
         samples = read_shard(url, select=_wanted_member, lazy=AUDIO_EXTS, on_damage=damage.append)
         for position, sample in enumerate(samples):
-            sample[_POSITION] = position
+            sample[POSITION] = position
             while damage:
                 yield {_SKIPPED: SkippedTrack(url, "-", damage.pop(0)), "__url__": url}
             yield sample
@@ -221,23 +218,7 @@ class _TrackStream(IterableDataset):
         super().__init__()
         self.urls = list(urls)
         self.checksummed = {u for u in self.urls if os.path.realpath(u) in checksummed}
-        self.verify = verify
-        # Blocks checked so far. Tracks of manifest shards have a slot (shard offset + position)
-        # in shared memory, so that every DataLoader worker of this stream knows what the others
-        # checked (shards move between workers from epoch to epoch): the CRC-32 of the key (| 1),
-        # so a position shifted by a lost tar header never passes for checked, and a bit per
-        # checksum block (_LEDGER_WORDS x 64 of them; blocks beyond are checked on every read).
-        self._verified: dict[tuple[str, str], set[int]] = {}
-        self._slots: dict[str, int] = {}
-        offset = 0
-        for url in self.urls if verify else ():
-            count = (shard_samples or {}).get(os.path.realpath(url))
-            if count is not None and url not in self._slots:
-                self._slots[url] = offset
-                offset += int(count)
-        self._checked = multiprocessing.RawArray("I", max(offset, 1))
-        self._blocks = multiprocessing.RawArray("Q", max(offset, 1) * _LEDGER_WORDS)
-        self._offset_end = offset
+        self.ledger = BlockLedger(self.urls, shard_samples or {}) if verify else None
         self.vocab = vocab
         self.sample_rate = sample_rate
         self.crop_samples = crop_samples
@@ -349,31 +330,9 @@ class _TrackStream(IterableDataset):
                 held.setdefault(_SKIPPED, []).extend(notices)
             yield held
 
-    def _check_once(self, sample: dict[str, Any]) -> None:
-        """Check the sample against its checksums, skipping the blocks this stream has checked.
-
-        Each block once per stream: checking what every random crop reads, every epoch, would
-        cost about a tenth of a pcm16 batch (see docs/reliability.md).
-        """
-        url, key = str(sample.get("__url__")), str(sample["__key__"])
-        slot = self._slots.get(url)
-        position = sample.get(_POSITION)
-        if slot is not None and position is not None and slot + position < self._offset_end:
-            i = slot + position
-            tag = zlib.crc32(key.encode("utf-8", "surrogateescape")) | 1
-            if self._checked[i] != tag:
-                self._blocks[i * _LEDGER_WORDS : (i + 1) * _LEDGER_WORDS] = [0] * _LEDGER_WORDS
-                self._checked[i] = tag
-            elif self._blocks[(i + 1) * _LEDGER_WORDS - 1] >> 63:  # COMPLETE: nothing to check
-                return
-            done: Any = _SharedBlocks(self._blocks, i * _LEDGER_WORDS)
-        else:
-            done = self._verified.setdefault((url, key), set())
-        check_sample(sample, required=url in self.checksummed, done=done)
-
     def _item(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
-        if self.verify:
-            self._check_once(sample)
+        if self.ledger is not None:
+            self.ledger.check(sample, required=sample.get("__url__") in self.checksummed)
         meta = decode_json(sample_member(sample, "json"))
         target = self.vocab.encode(meta.get("tags", []))
         if self.drop_untagged and not target.any():
@@ -400,39 +359,6 @@ class _TrackStream(IterableDataset):
             "target": target,
             "key": key,
         }
-
-
-_LEDGER_WORDS = 4  # 255 blocks of 64 KiB (8.5 min of 16-kHz pcm16, longer in FLAC) ...
-_LEDGER_BITS = 64 * _LEDGER_WORDS - 1  # ... and a bit for COMPLETE
-
-
-class _SharedBlocks:
-    """The checked blocks of one track: bits of a shared-memory array (``in``, ``add``, ``len``).
-
-    Two workers setting bits of one word at once may lose one: that block is checked again.
-    """
-
-    __slots__ = ("words", "base")
-
-    def __init__(self, words: Any, base: int) -> None:
-        self.words = words
-        self.base = base
-
-    def __contains__(self, block: int) -> bool:
-        block = _LEDGER_BITS if block == COMPLETE else block
-        return block <= _LEDGER_BITS and bool(
-            self.words[self.base + (block >> 6)] >> (block & 63) & 1
-        )
-
-    def add(self, block: int) -> None:
-        block = _LEDGER_BITS if block == COMPLETE else block
-        if block <= _LEDGER_BITS:
-            self.words[self.base + (block >> 6)] |= 1 << (block & 63)
-
-    def __len__(self) -> int:
-        """Blocks recorded as checked (COMPLETE not counted)."""
-        words = self.words[self.base : self.base + _LEDGER_WORDS]
-        return sum(w.bit_count() for w in words) - (words[-1] >> 63)
 
 
 class _WrongSampleRate(ValueError):

@@ -33,19 +33,16 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ...audio import AudioReader, AudioReadError, describe_read_error, to_mono_resampled
+from .checksums import BLOCK_HASH, CHECKSUM_BLOCK, SHARD_HASH, checksum_record
 from .format import (
     AUDIO_FORMATS,
-    BLOCK_HASH,
-    CHECKSUM_BLOCK,
     CHECKSUMS_EXT,
     FAILURES_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
     PARTS_DIR,
-    SHARD_HASH,
     TRUNCATED_NAME,
-    checksum_record,
 )
 
 log = logging.getLogger(__name__)
