@@ -35,6 +35,7 @@ NEW_MODULES = {
     "checksums, verify (issue 12)": (
         "musictag/data/integrity.py",
         "musictag/data/shards/checksums.py",
+        "musictag/data/skipped.py",
     ),
     "speed: decode ahead, autotune, optimize (issue 14)": (
         "musictag/autotune.py",

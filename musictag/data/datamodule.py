@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,15 @@ from musictag.data.shards import (
     shard_urls,
 )
 from musictag.data.shards.checksums import POSITION, BlockLedger
+from musictag.data.skipped import (
+    SKIPPED,
+    ReadReport,
+    SkippedTrack,
+    carry_notices,
+    count_skips,
+    note_unverified,
+    skip_reason,
+)
 from musictag.data.vocab import TagVocab
 from musictag.lightning_compat import epochs_processed
 from musictag.tta import eval_crop_starts, extract_crops
@@ -57,57 +65,6 @@ log = logging.getLogger(__name__)
 _VAL_SPLITS = ("val", "valid", "validation")
 _SEED_MASK = (1 << 63) - 1
 _MEMBERS = tuple(f".{ext}" for ext in (*AUDIO_EXTS, "json"))  # .checksums.json ends so too
-_SKIPPED = "__skipped__"  # key of the skip notices a delivered sample carries to the main process
-
-
-@dataclass(frozen=True)
-class SkippedTrack:
-    """A track a pass could not use.
-
-    Attributes:
-        shard: The shard's path or URL.
-        key: The sample key (``"-"`` when the damage hit the shard, not one track).
-        reason: What is wrong, one line.
-    """
-
-    shard: str
-    key: str
-    reason: str
-
-
-@dataclass
-class ReadReport:
-    """What the last pass of one stage's loader delivered (in this process).
-
-    Attributes:
-        stage: ``"train"``, ``"val"`` or ``"test"``.
-        n_tracks: Tracks delivered (scored, for ``val``/``test``).
-        skipped: Tracks skipped because they are damaged or undecodable (not scored).
-        shard_damage: Damage found in the shards themselves (a damaged tar header, a shard
-            gone), ``key`` ``"-"``; the tracks it hides are in ``skipped`` when a member of
-            theirs survives, else only missing from ``n_tracks``.
-        n_expected: Tracks the manifest lists for the stage's shards (one process reads them
-            all; under DDP each rank reads its share), or ``None`` without a manifest.
-    """
-
-    stage: str
-    n_tracks: int = 0
-    skipped: list[SkippedTrack] = field(default_factory=list)
-    shard_damage: list[SkippedTrack] = field(default_factory=list)
-    n_expected: int | None = None
-
-    @property
-    def n_skipped(self) -> int:
-        """Tracks skipped (``len(skipped)``)."""
-        return len(self.skipped)
-
-    @property
-    def n_not_scored(self) -> int:
-        """Tracks of the shards not delivered: ``n_expected - n_tracks`` when the manifest
-        says how many there are (a single process), else ``n_skipped``."""
-        if self.n_expected is not None:
-            return self.n_expected - self.n_tracks
-        return self.n_skipped
 
 
 def _expand_patterns(patterns: str | Sequence[str], base: Path | None) -> list[str]:
@@ -158,7 +115,7 @@ def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
     """Samples of each shard: local tars by seeking (audio read lazily), streams by webdataset.
 
     Damage to a shard itself (a damaged tar header, a shard gone) comes out as a sample holding
-    only ``_SKIPPED``, so that it is reported like a damaged track and the pass goes on.
+    only ``SKIPPED``, so that it is reported like a damaged track and the pass goes on.
     """
     for source in sources:
         url = source["url"]
@@ -168,10 +125,10 @@ def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
         for position, sample in enumerate(samples):
             sample[POSITION] = position
             while damage:
-                yield {_SKIPPED: SkippedTrack(url, "-", damage.pop(0)), "__url__": url}
+                yield {SKIPPED: SkippedTrack(url, "-", damage.pop(0)), "__url__": url}
             yield sample
         for d in damage:
-            yield {_SKIPPED: SkippedTrack(url, "-", d), "__url__": url}
+            yield {SKIPPED: SkippedTrack(url, "-", d), "__url__": url}
 
 
 def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,9 +139,9 @@ def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "target": torch.from_numpy(np.stack([s["target"] for s in samples])),
         "key": [s["key"] for s in samples],
     }
-    skipped = [t for s in samples for t in s.get(_SKIPPED, ())]
+    skipped = [t for s in samples for t in s.get(SKIPPED, ())]
     if skipped:  # taken out again by _StreamLoader, in the main process
-        batch[_SKIPPED] = skipped
+        batch[SKIPPED] = skipped
     return batch
 
 
@@ -288,6 +245,7 @@ class _TrackStream(IterableDataset):
             wds.split_by_worker,
             _read_samples,
             partial(self._samples, rng=np.random.default_rng(crop_seq)),
+            carry_notices,
         ]
         if self.training and self.shuffle_buffer > 1:
             # Shuffle crops, not whole tracks: crops are small and of fixed size.
@@ -298,37 +256,21 @@ class _TrackStream(IterableDataset):
     def _samples(
         self, raw: Iterator[dict[str, Any]], rng: np.random.Generator
     ) -> Iterator[dict[str, Any]]:
-        """Crops of each usable sample; a damaged one becomes a notice on a delivered sample.
-
-        The latest good item is held back until the next one (or the end), so that notices of
-        tracks skipped after it still reach the main process, which counts and logs them.
-        """
-        held: dict[str, Any] | None = None
-        notices: list[SkippedTrack] = []
+        """Crops of each usable sample; a :class:`SkippedTrack` for a damaged one."""
         for sample in raw:
-            if _SKIPPED in sample:
-                notices.append(sample[_SKIPPED])
+            if SKIPPED in sample:
+                yield sample[SKIPPED]
                 continue
             try:
                 item = self._item(sample, rng)
             except _WrongSampleRate:
                 raise
             except DECODE_ERRORS as e:
-                key = str(sample.get("__key__"))
-                notices.append(SkippedTrack(str(sample.get("__url__")), key, _reason(e)))
+                url, key = str(sample.get("__url__")), str(sample.get("__key__"))
+                yield SkippedTrack(url, key, skip_reason(e))
                 continue
-            if item is None:
-                continue
-            if held is not None:
-                yield held
-            held = item
-            if notices:
-                held[_SKIPPED] = notices
-                notices = []
-        if held is not None:
-            if notices:
-                held.setdefault(_SKIPPED, []).extend(notices)
-            yield held
+            if item is not None:
+                yield item
 
     def _item(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
         if self.ledger is not None:
@@ -363,11 +305,6 @@ class _TrackStream(IterableDataset):
 
 class _WrongSampleRate(ValueError):
     """The shards are at another rate than the data module: a set-up error, not damage."""
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e) if isinstance(e, ValueError) and str(e) else f"{type(e).__name__}: {e}"
-    return " ".join(text.split())
 
 
 class _StreamLoader(DataLoader):
@@ -442,39 +379,9 @@ class _StreamLoader(DataLoader):
             # resumed from a checkpoint (whose first epoch makes a new iterator) would continue
             # with another RNG stream (dropout ...) than the uninterrupted run.
             torch.empty((), dtype=torch.int64).random_()
-        batches = self._counted(super().__iter__())
+        report = self.reports[self.stage] = ReadReport(self.stage, n_expected=self.n_samples)
+        batches = count_skips(super().__iter__(), report, self.logged)
         return batches if n_batches is None else itertools.islice(batches, n_batches)
-
-    def _counted(self, batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """The batches, with the skip notices they carry taken out, logged once and counted."""
-        report = ReadReport(self.stage, n_expected=self.n_samples)
-        self.reports[self.stage] = report
-        for batch in batches:
-            for skipped in batch.pop(_SKIPPED, ()):
-                (report.shard_damage if skipped.key == "-" else report.skipped).append(skipped)
-                if (skipped.shard, skipped.key) not in self.logged:
-                    self.logged.add((skipped.shard, skipped.key))
-                    if skipped.key == "-":
-                        log.warning("%s: %s: %s", self.stage, skipped.shard, skipped.reason)
-                    else:
-                        log.warning(
-                            "%s: skipping track %s of %s: %s",
-                            self.stage,
-                            skipped.key,
-                            skipped.shard,
-                            skipped.reason,
-                        )
-            report.n_tracks += len(batch["key"])
-            yield batch
-        if report.skipped:
-            log.warning(
-                "%s: %d tracks delivered, %d skipped as damaged or undecodable%s",
-                self.stage,
-                report.n_tracks,
-                report.n_not_scored if self.stage != "train" else report.n_skipped,
-                "" if self.stage == "train" else " (not scored)",
-            )
-
 
 class TagDataModule(pl.LightningDataModule):
     """Music tagging data from WebDataset shards (see ``docs/data.md``).
@@ -769,18 +676,6 @@ class TagDataModule(pl.LightningDataModule):
         """
         return self._reports.get(stage)
 
-    def _unverified_note(self, stage: str, dataset: _TrackStream) -> None:
-        unverified = len(dataset.urls) - len(dataset.checksummed)
-        if self.verify_checksums and unverified and (stage, "unverified") not in self._logged_skips:
-            self._logged_skips.add((stage, "unverified"))
-            log.warning(
-                "%s: %d of %d shards carry no checksums (written before musictag recorded "
-                "them, or not listed in a manifest): their tracks are read unverified",
-                stage,
-                unverified,
-                len(dataset.urls),
-            )
-
     def _loader_kwargs(self) -> dict[str, Any]:
         return {
             "num_workers": self.num_workers,
@@ -801,7 +696,8 @@ class TagDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Training batches: one random crop per track, ``{"audio": [B, crop], ...}``."""
         dataset = self._stream("train")
-        self._unverified_note("train", dataset)
+        if self.verify_checksums:
+            note_unverified("train", dataset.urls, dataset.checksummed, self._logged_skips)
         return _StreamLoader(
             dataset,
             even_ranks=True,
@@ -820,7 +716,8 @@ class TagDataModule(pl.LightningDataModule):
                 return []  # Lightning then skips validation
             self._stream(stage)  # raises a clear error
         dataset = self._stream(stage)
-        self._unverified_note(stage, dataset)
+        if self.verify_checksums:
+            note_unverified(stage, dataset.urls, dataset.checksummed, self._logged_skips)
         return _StreamLoader(
             dataset,
             n_samples=self._known_samples(dataset.urls),
