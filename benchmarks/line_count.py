@@ -36,6 +36,7 @@ NEW_MODULES = {
         "musictag/data/integrity.py",
         "musictag/data/shards/checksums.py",
         "musictag/data/skipped.py",
+        "musictag/audio_reader.py",
     ),
     "speed: decode ahead, autotune, optimize (issue 14)": (
         "musictag/autotune.py",
