@@ -41,6 +41,7 @@ NEW_MODULES = {
     "speed: decode ahead, autotune, optimize (issue 14)": (
         "musictag/autotune.py",
         "musictag/optimize.py",
+        "musictag/prefetch.py",
     ),
     "calibrate (issue 15a)": ("musictag/calibrate.py", "musictag/calibration.py"),
     "export (issue 15a)": ("musictag/export.py",),

@@ -35,6 +35,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
             "musictag.calibration",
             "musictag.lightning_compat",  # (branch issue-13a) Lightning's private APIs
             "musictag.autotune",  # (branch issue-14b) inference settings per machine
+            "musictag.prefetch",  # (issue 14) decoding ahead on threads
             "musictag.precision",  # (branch issue-14) bf16-mixed training where it is native
         )
     },
