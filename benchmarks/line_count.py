@@ -38,10 +38,11 @@ NEW_MODULES = {
         "musictag/data/skipped.py",
         "musictag/audio_reader.py",
     ),
-    "speed: decode ahead, autotune, optimize (issue 14)": (
+    "speed: decode ahead, autotune, optimize, bf16 (issue 14)": (
         "musictag/autotune.py",
         "musictag/optimize.py",
         "musictag/prefetch.py",
+        "musictag/precision.py",
     ),
     "calibrate (issue 15a)": ("musictag/calibrate.py", "musictag/calibration.py"),
     "export (issue 15a)": ("musictag/export.py",),
@@ -53,7 +54,7 @@ NEW_MODULES = {
 NEW_IN_CLI = {
     "train / evaluate (issue 11)": ("_cmd_train", "_cmd_evaluate", "evaluate", "train"),
     "checksums, verify (issue 12)": ("_cmd_verify", "verify"),
-    "speed: decode ahead, autotune, optimize (issue 14)": ("_add_speed",),
+    "speed: decode ahead, autotune, optimize, bf16 (issue 14)": ("_add_speed",),
     "calibrate (issue 15a)": ("_cmd_calibrate", "_thresholds", "_threshold_arg", "calibrate"),
     "export (issue 15a)": ("_cmd_export", "export"),
     "serve (issue 15b)": ("_cmd_serve", "serve"),
