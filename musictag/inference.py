@@ -501,16 +501,8 @@ def tag_waveform(
     Returns:
         A :class:`TagResult`.
     """
-    inference = Inference(
-        model,
-        hop=hop,
-        crops=crops,
-        batch_size=batch_size,
-        aggregation=how,
-        embeddings=embeddings,
-        top_k=top_k,
-        threshold=threshold,
-    )
+    options = {"crops": crops, "embeddings": embeddings, "top_k": top_k, "threshold": threshold}
+    inference = Inference(model, hop=hop, batch_size=batch_size, aggregation=how, **options)
     return inference(waveform, sample_rate)
 
 
@@ -542,14 +534,6 @@ def tag_file(
     Raises:
         AudioReadError: naming the file, when it cannot be used.
     """
-    inference = Inference(
-        model,
-        hop=hop,
-        crops=crops,
-        batch_size=batch_size,
-        aggregation=how,
-        embeddings=embeddings,
-        top_k=top_k,
-        threshold=threshold,
-    )
+    options = {"crops": crops, "embeddings": embeddings, "top_k": top_k, "threshold": threshold}
+    inference = Inference(model, hop=hop, batch_size=batch_size, aggregation=how, **options)
     return inference(path)
