@@ -12,6 +12,7 @@ tracks are checked, so that each is checked once. ``musictag verify`` is
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import multiprocessing
 import os
@@ -33,6 +34,7 @@ __all__ = [
     "COMPLETE",
     "BlockLedger",
     "DamagedSampleError",
+    "HashingWriter",
     "check_sample",
     "checksum_record",
     "checksummed_shards",
@@ -108,6 +110,21 @@ def checksummed_shards(manifest: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+class HashingWriter:
+    """A write-only file object that hashes what passes through it (the shard's SHA-256)."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        return self.fh.write(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 class DamagedSampleError(ValueError):
     """A sample whose members do not match their checksums, or lack one (says which)."""
 
@@ -180,7 +197,6 @@ class _BlockCheck:
         view = view[: member.file.readinto(view) or 0]
         self.verify(view, lo, todo)
         return view[start - lo : start - lo + length]
-
 
 
 def check_sample(
@@ -325,7 +341,6 @@ class _SharedBlocks:
         """Blocks recorded as checked (COMPLETE not counted)."""
         words = self.words[self.base : self.base + _LEDGER_WORDS]
         return sum(w.bit_count() for w in words) - (words[-1] >> 63)
-
 
 
 class BlockLedger:

@@ -12,7 +12,6 @@ shards and a byte-identical ``manifest.json`` whichever way it ran. A broken fil
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import io
 import json
 import logging
@@ -33,7 +32,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ...audio import AudioReader, AudioReadError, describe_read_error, to_mono_resampled
-from .checksums import BLOCK_HASH, CHECKSUM_BLOCK, SHARD_HASH, checksum_record
+from .checksums import BLOCK_HASH, CHECKSUM_BLOCK, SHARD_HASH, HashingWriter, checksum_record
 from .format import (
     AUDIO_FORMATS,
     CHECKSUMS_EXT,
@@ -543,7 +542,7 @@ def _write_shard(task: dict[str, Any], on_item: Callable[[], Any] | None = None)
     samples, failures, truncated = [], [], []
     tmp = out_dir / f".{name}.tmp"
     with open(tmp, "wb") as fh:
-        digest = _HashingWriter(fh)
+        digest = HashingWriter(fh)
         with tarfile.open(fileobj=digest, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for entry in task["plan"]:
                 try:
@@ -632,21 +631,6 @@ def _encode_audio(
     buf = io.BytesIO()
     sf.write(buf, pcm, sample_rate, format="FLAC", subtype="PCM_16")
     return buf.getvalue(), int(pcm.size), reader.truncation
-
-
-class _HashingWriter:
-    """A write-only file object that hashes what passes through it (the shard's SHA-256)."""
-
-    def __init__(self, fh: Any) -> None:
-        self.fh = fh
-        self._hash = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self._hash.update(data)
-        return self.fh.write(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 def _pcm16_wav_bytes(pcm: np.ndarray, sample_rate: int) -> bytes:
