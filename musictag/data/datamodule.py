@@ -383,6 +383,7 @@ class _StreamLoader(DataLoader):
         batches = count_skips(super().__iter__(), report, self.logged)
         return batches if n_batches is None else itertools.islice(batches, n_batches)
 
+
 class TagDataModule(pl.LightningDataModule):
     """Music tagging data from WebDataset shards (see ``docs/data.md``).
 
