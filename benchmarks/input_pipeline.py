@@ -69,8 +69,8 @@ from musictag.data.shards import (
     member_checksum,
     write_shards,
 )
-from musictag.data.shards.format import BLOCK_HASH, CHECKSUM_BLOCK
-from musictag.data.shards.reader import _parse_record, _tar_members
+from musictag.data.shards.checksums import BLOCK_HASH, CHECKSUM_BLOCK, _parse_record
+from musictag.data.shards.reader import _tar_members
 from musictag.data.vocab import TagVocab
 from musictag.frontend import LogMelFrontend
 

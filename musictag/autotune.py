@@ -19,7 +19,8 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ __all__ = [
     "measure_settings",
     "model_signature",
     "store_entry",
+    "torch_threads",
     "tuned_settings",
     "tuning_cache_path",
 ]
@@ -287,3 +289,17 @@ def tuned_settings(
     entry = {k: v for k, v in asdict(best).items() if k != "source"}
     store_entry(key, {**entry, "rates": rates})
     return best
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (``None``: as set), restoring the setting after."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -13,14 +13,10 @@ scores aggregate the window probabilities (mean or max) into a
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,16 +30,10 @@ from .audio import (
     stream_audio,
     to_mono_resampled,
 )
-from .autotune import (
-    InferenceSettings,
-    available_cores,
-    cache_key,
-    cached_entry,
-    store_entry,
-    tuned_settings,
-)
+from .autotune import InferenceSettings, torch_threads, tuned_settings
 from .data.shards import iter_shard_tracks
-from .optimize import optimize_for_inference
+from .optimize import optimized_copy
+from .prefetch import Prefetcher, default_prefetch
 from .results import TagResult, WindowScores, select_tags
 from .tta import AGGREGATIONS, aggregate, eval_crop_starts, extract_crops, sliding_windows
 
@@ -61,9 +51,6 @@ def _crop_windows(waveform: np.ndarray, window: int, k: int) -> Iterable[tuple[i
 
 
 # ---------------------------------------------------------------------------------- inference
-_END = object()  # end of a track's windows, or of the tracks, in the prefetch queues
-
-
 @dataclass
 class _Track:
     key: Any
@@ -73,15 +60,6 @@ class _Track:
     embeddings: list[np.ndarray] = field(default_factory=list)
     error: Exception | None = None
     truncations: list[Truncation] = field(default_factory=list)
-    failure: BaseException | None = None  # an unexpected error on a decoding thread, re-raised
-
-
-def default_prefetch(device: torch.device) -> int:
-    """Decoding threads to run beside the model: on a CPU, all cores but one, at most 2 (the
-    model's threads keep the rest); up to 4 beside a GPU; none on a single core. soundfile and
-    soxr release the GIL, so these threads decode in parallel with the model and each other."""
-    spare = available_cores() - 1
-    return max(0, min(2 if device.type == "cpu" else 4, spare))
 
 
 class Inference:
@@ -377,7 +355,8 @@ class Inference:
         if not self.prefetch:
             yield from self._scored((t, _reading(t, make)) for t, make in tracks)
             return
-        ahead = _Prefetcher(tracks, self.prefetch, depth=2 * self.batch_size)
+        jobs = ((t, partial(_reading, t, make)) for t, make in tracks)
+        ahead = Prefetcher(jobs, self.prefetch, depth=2 * self.batch_size)
         try:
             yield from self._scored(ahead)
         finally:
@@ -413,7 +392,7 @@ class Inference:
         for i, (_, _, w) in enumerate(pending):
             by_length.setdefault(w.shape[0], []).append(i)
         out: list[tuple[np.ndarray, np.ndarray | None]] = [None] * len(pending)  # type: ignore[list-item]
-        with _torch_threads(self.settings.threads):
+        with torch_threads(self.settings.threads):
             for length, idx in by_length.items():
                 x = torch.from_numpy(np.stack([pending[i][2] for i in idx])).to(self.device)
                 scores, emb = self._forward(x) if length == self.window else self._forward_short(x)
@@ -437,7 +416,7 @@ class Inference:
     def _runner(self) -> Tagger:
         """The model the forward passes run: the optimised copy, or the model."""
         if self._net is None:
-            self._net = _optimized(self.model, self.window) if self.optimize else self.model
+            self._net = optimized_copy(self.model, self.window) if self.optimize else self.model
         return self._net
 
     def _forward(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
@@ -474,88 +453,6 @@ class Inference:
         )
 
 
-class _Prefetcher:
-    """Tracks decoded on worker threads ahead of the model, handed over in their input order.
-
-    A feeder thread walks the inputs and submits each track to a pool of ``workers`` threads;
-    each track's windows go through a queue of at most ``depth`` windows, and at most
-    ``workers + 1`` tracks wait to be consumed, so memory stays bounded. The pool starts tracks
-    in input order, so the track the consumer waits for is always being decoded.
-    """
-
-    def __init__(self, tracks: Iterable[tuple[_Track, Callable]], workers: int, depth: int):
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="musictag-decode")
-        self._ready: queue.Queue = queue.Queue(maxsize=workers + 1)
-        self._stop = threading.Event()
-        self._depth = max(1, depth)
-        self._feeder = threading.Thread(
-            target=self._feed, args=(tracks,), name="musictag-feed", daemon=True
-        )
-        self._feeder.start()
-
-    def _put(self, q: queue.Queue, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _feed(self, tracks: Iterable[tuple[_Track, Callable]]) -> None:
-        try:
-            for track, make_windows in tracks:
-                windows: queue.Queue = queue.Queue(maxsize=self._depth)
-                self._pool.submit(self._decode, track, make_windows, windows)
-                if not self._put(self._ready, (track, windows)):
-                    return
-        except BaseException as e:  # noqa: BLE001 - an error walking the inputs: raised in order
-            self._put(self._ready, e)
-        self._put(self._ready, _END)
-
-    def _decode(self, track: _Track, make_windows: Callable, windows: queue.Queue) -> None:
-        try:
-            for item in _reading(track, make_windows):
-                if not self._put(windows, item):
-                    return
-        except BaseException as e:  # noqa: BLE001 - not a read error: the consumer raises it
-            track.failure = e
-        self._put(windows, _END)
-
-    def __iter__(self) -> Iterator[tuple[_Track, Iterator[tuple[int, np.ndarray]]]]:
-        while (got := self._ready.get()) is not _END:
-            if isinstance(got, BaseException):
-                raise got
-            yield got[0], self._windows(*got)
-
-    @staticmethod
-    def _windows(track: _Track, windows: queue.Queue) -> Iterator[tuple[int, np.ndarray]]:
-        while (item := windows.get()) is not _END:
-            yield item
-        if track.failure is not None:
-            raise track.failure
-
-    def close(self) -> None:
-        """Stop decoding (an early exit or an error downstream) and wait for the threads."""
-        self._stop.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._feeder.join()
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch intra-op threads (``None``: as set), restoring the setting after."""
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _reading(
     track: _Track, make_windows: Callable[[_Track], Iterable]
 ) -> Iterator[tuple[int, Any]]:
@@ -565,51 +462,6 @@ def _reading(
         yield from make_windows(track)
     except (AudioReadError, ValueError) as e:
         track.error = e if isinstance(e, AudioReadError) else AudioReadError(f"{track.source}: {e}")
-
-
-_OPTIMIZED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_OPTIMIZED_LOCK = threading.Lock()
-
-
-def _optimized(model: Tagger, window: int) -> Tagger:
-    """The checked optimised copy of ``model`` (:func:`~musictag.optimize.optimize_for_inference`),
-    or ``model`` itself if it cannot be made.
-
-    One copy per model is kept while the model lives and its parameters are unchanged (same
-    storage, no in-place update since), so that a server making an ``Inference`` per request
-    does not optimise again each time. channels_last is chosen by timing once per model and
-    device, then cached (:mod:`musictag.autotune`), so that every run computes alike.
-    """
-    stamp = tuple((p.data_ptr(), p._version, p.device) for p in model.parameters())
-    with _OPTIMIZED_LOCK:
-        known = _OPTIMIZED.get(model)
-        if known is not None and known[0] == stamp:
-            return known[1] or model
-        device = next(model.parameters()).device
-        key = cache_key(model, window, device, "channels_last")
-        layout = (cached_entry(key) or {}).get("channels_last")
-        gen = torch.Generator().manual_seed(0)
-        example = (0.1 * torch.randn(1, window, generator=gen)).to(device)
-        try:
-            net = optimize_for_inference(model, example, channels_last=layout)
-        except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
-            log.warning("running %s unoptimised: %s", type(model).__name__, e)
-            net = None  # not the model itself: the entry must not keep its key alive
-        else:
-            if not isinstance(layout, bool):
-                store_entry(key, {"channels_last": _is_channels_last(net)})
-        _OPTIMIZED[model] = (stamp, net)
-        return net or model
-
-
-def _is_channels_last(model: torch.nn.Module) -> bool:
-    """Whether the model's 4-d (2D-convolution) weights are in the channels_last layout."""
-    return any(
-        p.dim() == 4
-        and not p.is_contiguous()
-        and p.is_contiguous(memory_format=torch.channels_last)
-        for p in model.parameters()
-    )
 
 
 def _plain_forward(model: Tagger) -> bool:
@@ -649,16 +501,8 @@ def tag_waveform(
     Returns:
         A :class:`TagResult`.
     """
-    inference = Inference(
-        model,
-        hop=hop,
-        crops=crops,
-        batch_size=batch_size,
-        aggregation=how,
-        embeddings=embeddings,
-        top_k=top_k,
-        threshold=threshold,
-    )
+    options = {"crops": crops, "embeddings": embeddings, "top_k": top_k, "threshold": threshold}
+    inference = Inference(model, hop=hop, batch_size=batch_size, aggregation=how, **options)
     return inference(waveform, sample_rate)
 
 
@@ -690,14 +534,6 @@ def tag_file(
     Raises:
         AudioReadError: naming the file, when it cannot be used.
     """
-    inference = Inference(
-        model,
-        hop=hop,
-        crops=crops,
-        batch_size=batch_size,
-        aggregation=how,
-        embeddings=embeddings,
-        top_k=top_k,
-        threshold=threshold,
-    )
+    options = {"crops": crops, "embeddings": embeddings, "top_k": top_k, "threshold": threshold}
+    inference = Inference(model, hop=hop, batch_size=batch_size, aggregation=how, **options)
     return inference(path)

@@ -24,20 +24,23 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import time
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .autotune import cache_key, cached_entry, store_entry
 from .models.blocks import ConvBlock1d, ConvBlock2d
 from .models.musicnn import ConvH, ConvV
 from .models.resnet import PreActBlock
 from .models.samplecnn import ResBlock1d, SEBlock1d
 from .models.shortchunk import Res2d, Res2dMP
 
-__all__ = ["fold_batchnorm", "optimize_for_inference"]
+__all__ = ["fold_batchnorm", "optimize_for_inference", "optimized_copy"]
 
 log = logging.getLogger(__name__)
 
@@ -241,3 +244,52 @@ def _channels_last_pays(model: nn.Module, backbone: nn.Module, x: torch.Tensor) 
                 times[layout] = min(times[layout], time.perf_counter() - start)
     backbone.to(memory_format=torch.contiguous_format)
     return times[True] < times[False]
+
+
+_OPTIMIZED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_OPTIMIZED_LOCK = threading.Lock()
+
+
+def optimized_copy(model: nn.Module, window: int) -> nn.Module:
+    """The checked optimised copy of a tagger (:func:`optimize_for_inference`), or the tagger
+    itself if it cannot be made.
+
+    One copy per model is kept while the model lives and its parameters are unchanged (same
+    storage, no in-place update since), so that a server making an ``Inference`` per request
+    does not optimise again each time. channels_last is chosen by timing once per model and
+    device, then cached (:mod:`musictag.autotune`), so that every run computes alike.
+
+    Args:
+        model: A tagger.
+        window: Its input length in samples.
+    """
+    stamp = tuple((p.data_ptr(), p._version, p.device) for p in model.parameters())
+    with _OPTIMIZED_LOCK:
+        known = _OPTIMIZED.get(model)
+        if known is not None and known[0] == stamp:
+            return known[1] or model
+        device = next(model.parameters()).device
+        key = cache_key(model, window, device, "channels_last")
+        layout = (cached_entry(key) or {}).get("channels_last")
+        gen = torch.Generator().manual_seed(0)
+        example = (0.1 * torch.randn(1, window, generator=gen)).to(device)
+        try:
+            net = optimize_for_inference(model, example, channels_last=layout)
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
+            log.warning("running %s unoptimised: %s", type(model).__name__, e)
+            net = None  # not the model itself: the entry must not keep its key alive
+        else:
+            if not isinstance(layout, bool):
+                store_entry(key, {"channels_last": _is_channels_last(net)})
+        _OPTIMIZED[model] = (stamp, net)
+        return net or model
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's 4-d (2D-convolution) weights are in the channels_last layout."""
+    return any(
+        p.dim() == 4
+        and not p.is_contiguous()
+        and p.is_contiguous(memory_format=torch.channels_last)
+        for p in model.parameters()
+    )

@@ -27,6 +27,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         "base": (
             "musictag",  # the package itself: __version__ and lazy public names only
             "musictag.audio",
+            "musictag.audio_reader",  # the decoder that notices damaged audio (issue 12)
             "musictag.tta",
             "musictag.results",
             "musictag.metrics",
@@ -34,6 +35,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
             "musictag.calibration",
             "musictag.lightning_compat",  # (branch issue-13a) Lightning's private APIs
             "musictag.autotune",  # (branch issue-14b) inference settings per machine
+            "musictag.prefetch",  # (issue 14) decoding ahead on threads
             "musictag.precision",  # (branch issue-14) bf16-mixed training where it is native
         )
     },
@@ -90,10 +92,12 @@ FORBIDDEN = {
 }
 
 # Third-party packages that decode or resample audio, and the only modules that import them:
-# audio files are decoded in musictag.audio, for the data module, inference and the commands.
+# audio files are decoded in musictag.audio (and its audio_reader), for the data module,
+# inference and the commands.
 AUDIO_LIBRARIES = {"soundfile", "soxr"}
 AUDIO_LIBRARY_USERS = {
     "musictag.audio": "decodes and resamples every audio file",
+    "musictag.audio_reader": "the decoder behind musictag.audio, which notices damaged files",
     "musictag.data.shards": "the shard format's FLAC codec (bytes in memory, not files)",  # package too
     "musictag.data.integrity": "catches soundfile's error type when checking shards",
     "musictag.data.sources.synth": "writes the synthetic collection's WAV files",

@@ -19,9 +19,7 @@ import logging
 import multiprocessing
 import os
 import random
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,11 +32,9 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from musictag.data.shards import (
     AUDIO_EXTS,
-    COMPLETE,
     DECODE_ERRORS,
     audio_info,
     audio_member,
-    check_sample,
     checksummed_shards,
     decode_audio,
     decode_json,
@@ -47,6 +43,16 @@ from musictag.data.shards import (
     read_shard,
     sample_member,
     shard_urls,
+)
+from musictag.data.shards.checksums import POSITION, BlockLedger
+from musictag.data.skipped import (
+    SKIPPED,
+    ReadReport,
+    SkippedTrack,
+    carry_notices,
+    count_skips,
+    note_unverified,
+    skip_reason,
 )
 from musictag.data.vocab import TagVocab
 from musictag.lightning_compat import epochs_processed
@@ -59,58 +65,6 @@ log = logging.getLogger(__name__)
 _VAL_SPLITS = ("val", "valid", "validation")
 _SEED_MASK = (1 << 63) - 1
 _MEMBERS = tuple(f".{ext}" for ext in (*AUDIO_EXTS, "json"))  # .checksums.json ends so too
-_SKIPPED = "__skipped__"
-_POSITION = "__position__"  # of a sample in its local shard  # key of the skip notices a delivered sample carries to the main process
-
-
-@dataclass(frozen=True)
-class SkippedTrack:
-    """A track a pass could not use.
-
-    Attributes:
-        shard: The shard's path or URL.
-        key: The sample key (``"-"`` when the damage hit the shard, not one track).
-        reason: What is wrong, one line.
-    """
-
-    shard: str
-    key: str
-    reason: str
-
-
-@dataclass
-class ReadReport:
-    """What the last pass of one stage's loader delivered (in this process).
-
-    Attributes:
-        stage: ``"train"``, ``"val"`` or ``"test"``.
-        n_tracks: Tracks delivered (scored, for ``val``/``test``).
-        skipped: Tracks skipped because they are damaged or undecodable (not scored).
-        shard_damage: Damage found in the shards themselves (a damaged tar header, a shard
-            gone), ``key`` ``"-"``; the tracks it hides are in ``skipped`` when a member of
-            theirs survives, else only missing from ``n_tracks``.
-        n_expected: Tracks the manifest lists for the stage's shards (one process reads them
-            all; under DDP each rank reads its share), or ``None`` without a manifest.
-    """
-
-    stage: str
-    n_tracks: int = 0
-    skipped: list[SkippedTrack] = field(default_factory=list)
-    shard_damage: list[SkippedTrack] = field(default_factory=list)
-    n_expected: int | None = None
-
-    @property
-    def n_skipped(self) -> int:
-        """Tracks skipped (``len(skipped)``)."""
-        return len(self.skipped)
-
-    @property
-    def n_not_scored(self) -> int:
-        """Tracks of the shards not delivered: ``n_expected - n_tracks`` when the manifest
-        says how many there are (a single process), else ``n_skipped``."""
-        if self.n_expected is not None:
-            return self.n_expected - self.n_tracks
-        return self.n_skipped
 
 
 def _expand_patterns(patterns: str | Sequence[str], base: Path | None) -> list[str]:
@@ -161,7 +115,7 @@ def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
     """Samples of each shard: local tars by seeking (audio read lazily), streams by webdataset.
 
     Damage to a shard itself (a damaged tar header, a shard gone) comes out as a sample holding
-    only ``_SKIPPED``, so that it is reported like a damaged track and the pass goes on.
+    only ``SKIPPED``, so that it is reported like a damaged track and the pass goes on.
     """
     for source in sources:
         url = source["url"]
@@ -169,12 +123,12 @@ def _read_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
         # A random crop then reads only its own bytes (pcm16) or FLAC frames.
         samples = read_shard(url, select=_wanted_member, lazy=AUDIO_EXTS, on_damage=damage.append)
         for position, sample in enumerate(samples):
-            sample[_POSITION] = position
+            sample[POSITION] = position
             while damage:
-                yield {_SKIPPED: SkippedTrack(url, "-", damage.pop(0)), "__url__": url}
+                yield {SKIPPED: SkippedTrack(url, "-", damage.pop(0)), "__url__": url}
             yield sample
         for d in damage:
-            yield {_SKIPPED: SkippedTrack(url, "-", d), "__url__": url}
+            yield {SKIPPED: SkippedTrack(url, "-", d), "__url__": url}
 
 
 def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -185,9 +139,9 @@ def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "target": torch.from_numpy(np.stack([s["target"] for s in samples])),
         "key": [s["key"] for s in samples],
     }
-    skipped = [t for s in samples for t in s.get(_SKIPPED, ())]
+    skipped = [t for s in samples for t in s.get(SKIPPED, ())]
     if skipped:  # taken out again by _StreamLoader, in the main process
-        batch[_SKIPPED] = skipped
+        batch[SKIPPED] = skipped
     return batch
 
 
@@ -221,23 +175,7 @@ class _TrackStream(IterableDataset):
         super().__init__()
         self.urls = list(urls)
         self.checksummed = {u for u in self.urls if os.path.realpath(u) in checksummed}
-        self.verify = verify
-        # Blocks checked so far. Tracks of manifest shards have a slot (shard offset + position)
-        # in shared memory, so that every DataLoader worker of this stream knows what the others
-        # checked (shards move between workers from epoch to epoch): the CRC-32 of the key (| 1),
-        # so a position shifted by a lost tar header never passes for checked, and a bit per
-        # checksum block (_LEDGER_WORDS x 64 of them; blocks beyond are checked on every read).
-        self._verified: dict[tuple[str, str], set[int]] = {}
-        self._slots: dict[str, int] = {}
-        offset = 0
-        for url in self.urls if verify else ():
-            count = (shard_samples or {}).get(os.path.realpath(url))
-            if count is not None and url not in self._slots:
-                self._slots[url] = offset
-                offset += int(count)
-        self._checked = multiprocessing.RawArray("I", max(offset, 1))
-        self._blocks = multiprocessing.RawArray("Q", max(offset, 1) * _LEDGER_WORDS)
-        self._offset_end = offset
+        self.ledger = BlockLedger(self.urls, shard_samples or {}) if verify else None
         self.vocab = vocab
         self.sample_rate = sample_rate
         self.crop_samples = crop_samples
@@ -307,6 +245,7 @@ class _TrackStream(IterableDataset):
             wds.split_by_worker,
             _read_samples,
             partial(self._samples, rng=np.random.default_rng(crop_seq)),
+            carry_notices,
         ]
         if self.training and self.shuffle_buffer > 1:
             # Shuffle crops, not whole tracks: crops are small and of fixed size.
@@ -317,63 +256,25 @@ class _TrackStream(IterableDataset):
     def _samples(
         self, raw: Iterator[dict[str, Any]], rng: np.random.Generator
     ) -> Iterator[dict[str, Any]]:
-        """Crops of each usable sample; a damaged one becomes a notice on a delivered sample.
-
-        The latest good item is held back until the next one (or the end), so that notices of
-        tracks skipped after it still reach the main process, which counts and logs them.
-        """
-        held: dict[str, Any] | None = None
-        notices: list[SkippedTrack] = []
+        """Crops of each usable sample; a :class:`SkippedTrack` for a damaged one."""
         for sample in raw:
-            if _SKIPPED in sample:
-                notices.append(sample[_SKIPPED])
+            if SKIPPED in sample:
+                yield sample[SKIPPED]
                 continue
             try:
                 item = self._item(sample, rng)
             except _WrongSampleRate:
                 raise
             except DECODE_ERRORS as e:
-                key = str(sample.get("__key__"))
-                notices.append(SkippedTrack(str(sample.get("__url__")), key, _reason(e)))
+                url, key = str(sample.get("__url__")), str(sample.get("__key__"))
+                yield SkippedTrack(url, key, skip_reason(e))
                 continue
-            if item is None:
-                continue
-            if held is not None:
-                yield held
-            held = item
-            if notices:
-                held[_SKIPPED] = notices
-                notices = []
-        if held is not None:
-            if notices:
-                held.setdefault(_SKIPPED, []).extend(notices)
-            yield held
-
-    def _check_once(self, sample: dict[str, Any]) -> None:
-        """Check the sample against its checksums, skipping the blocks this stream has checked.
-
-        Each block once per stream: checking what every random crop reads, every epoch, would
-        cost about a tenth of a pcm16 batch (see docs/reliability.md).
-        """
-        url, key = str(sample.get("__url__")), str(sample["__key__"])
-        slot = self._slots.get(url)
-        position = sample.get(_POSITION)
-        if slot is not None and position is not None and slot + position < self._offset_end:
-            i = slot + position
-            tag = zlib.crc32(key.encode("utf-8", "surrogateescape")) | 1
-            if self._checked[i] != tag:
-                self._blocks[i * _LEDGER_WORDS : (i + 1) * _LEDGER_WORDS] = [0] * _LEDGER_WORDS
-                self._checked[i] = tag
-            elif self._blocks[(i + 1) * _LEDGER_WORDS - 1] >> 63:  # COMPLETE: nothing to check
-                return
-            done: Any = _SharedBlocks(self._blocks, i * _LEDGER_WORDS)
-        else:
-            done = self._verified.setdefault((url, key), set())
-        check_sample(sample, required=url in self.checksummed, done=done)
+            if item is not None:
+                yield item
 
     def _item(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
-        if self.verify:
-            self._check_once(sample)
+        if self.ledger is not None:
+            self.ledger.check(sample, required=sample.get("__url__") in self.checksummed)
         meta = decode_json(sample_member(sample, "json"))
         target = self.vocab.encode(meta.get("tags", []))
         if self.drop_untagged and not target.any():
@@ -402,46 +303,8 @@ class _TrackStream(IterableDataset):
         }
 
 
-_LEDGER_WORDS = 4  # 255 blocks of 64 KiB (8.5 min of 16-kHz pcm16, longer in FLAC) ...
-_LEDGER_BITS = 64 * _LEDGER_WORDS - 1  # ... and a bit for COMPLETE
-
-
-class _SharedBlocks:
-    """The checked blocks of one track: bits of a shared-memory array (``in``, ``add``, ``len``).
-
-    Two workers setting bits of one word at once may lose one: that block is checked again.
-    """
-
-    __slots__ = ("words", "base")
-
-    def __init__(self, words: Any, base: int) -> None:
-        self.words = words
-        self.base = base
-
-    def __contains__(self, block: int) -> bool:
-        block = _LEDGER_BITS if block == COMPLETE else block
-        return block <= _LEDGER_BITS and bool(
-            self.words[self.base + (block >> 6)] >> (block & 63) & 1
-        )
-
-    def add(self, block: int) -> None:
-        block = _LEDGER_BITS if block == COMPLETE else block
-        if block <= _LEDGER_BITS:
-            self.words[self.base + (block >> 6)] |= 1 << (block & 63)
-
-    def __len__(self) -> int:
-        """Blocks recorded as checked (COMPLETE not counted)."""
-        words = self.words[self.base : self.base + _LEDGER_WORDS]
-        return sum(w.bit_count() for w in words) - (words[-1] >> 63)
-
-
 class _WrongSampleRate(ValueError):
     """The shards are at another rate than the data module: a set-up error, not damage."""
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e) if isinstance(e, ValueError) and str(e) else f"{type(e).__name__}: {e}"
-    return " ".join(text.split())
 
 
 class _StreamLoader(DataLoader):
@@ -516,38 +379,9 @@ class _StreamLoader(DataLoader):
             # resumed from a checkpoint (whose first epoch makes a new iterator) would continue
             # with another RNG stream (dropout ...) than the uninterrupted run.
             torch.empty((), dtype=torch.int64).random_()
-        batches = self._counted(super().__iter__())
+        report = self.reports[self.stage] = ReadReport(self.stage, n_expected=self.n_samples)
+        batches = count_skips(super().__iter__(), report, self.logged)
         return batches if n_batches is None else itertools.islice(batches, n_batches)
-
-    def _counted(self, batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """The batches, with the skip notices they carry taken out, logged once and counted."""
-        report = ReadReport(self.stage, n_expected=self.n_samples)
-        self.reports[self.stage] = report
-        for batch in batches:
-            for skipped in batch.pop(_SKIPPED, ()):
-                (report.shard_damage if skipped.key == "-" else report.skipped).append(skipped)
-                if (skipped.shard, skipped.key) not in self.logged:
-                    self.logged.add((skipped.shard, skipped.key))
-                    if skipped.key == "-":
-                        log.warning("%s: %s: %s", self.stage, skipped.shard, skipped.reason)
-                    else:
-                        log.warning(
-                            "%s: skipping track %s of %s: %s",
-                            self.stage,
-                            skipped.key,
-                            skipped.shard,
-                            skipped.reason,
-                        )
-            report.n_tracks += len(batch["key"])
-            yield batch
-        if report.skipped:
-            log.warning(
-                "%s: %d tracks delivered, %d skipped as damaged or undecodable%s",
-                self.stage,
-                report.n_tracks,
-                report.n_not_scored if self.stage != "train" else report.n_skipped,
-                "" if self.stage == "train" else " (not scored)",
-            )
 
 
 class TagDataModule(pl.LightningDataModule):
@@ -843,18 +677,6 @@ class TagDataModule(pl.LightningDataModule):
         """
         return self._reports.get(stage)
 
-    def _unverified_note(self, stage: str, dataset: _TrackStream) -> None:
-        unverified = len(dataset.urls) - len(dataset.checksummed)
-        if self.verify_checksums and unverified and (stage, "unverified") not in self._logged_skips:
-            self._logged_skips.add((stage, "unverified"))
-            log.warning(
-                "%s: %d of %d shards carry no checksums (written before musictag recorded "
-                "them, or not listed in a manifest): their tracks are read unverified",
-                stage,
-                unverified,
-                len(dataset.urls),
-            )
-
     def _loader_kwargs(self) -> dict[str, Any]:
         return {
             "num_workers": self.num_workers,
@@ -875,7 +697,8 @@ class TagDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Training batches: one random crop per track, ``{"audio": [B, crop], ...}``."""
         dataset = self._stream("train")
-        self._unverified_note("train", dataset)
+        if self.verify_checksums:
+            note_unverified("train", dataset.urls, dataset.checksummed, self._logged_skips)
         return _StreamLoader(
             dataset,
             even_ranks=True,
@@ -894,7 +717,8 @@ class TagDataModule(pl.LightningDataModule):
                 return []  # Lightning then skips validation
             self._stream(stage)  # raises a clear error
         dataset = self._stream(stage)
-        self._unverified_note(stage, dataset)
+        if self.verify_checksums:
+            note_unverified(stage, dataset.urls, dataset.checksummed, self._logged_skips)
         return _StreamLoader(
             dataset,
             n_samples=self._known_samples(dataset.urls),

@@ -27,7 +27,8 @@ from .shards import (
     load_manifest,
     read_shard,
 )
-from .shards.format import PARTS_DIR, SHARD_HASH
+from .shards.checksums import SHARD_HASH
+from .shards.format import PARTS_DIR
 
 __all__ = ["Problem", "VerifyReport", "verify_shards"]
 

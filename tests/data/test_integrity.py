@@ -193,15 +193,15 @@ def test_a_partly_checked_track_is_not_taken_for_checked(tmp_path, ledger):
         """One pass of the stream over the shard, decoding crops of 16000 samples at starts."""
         samples = _read_samples(iter([{"url": url}]))  # its members are valid while it is open
         sample = next(samples)
-        stream._check_once(sample)
+        stream.ledger.check(sample, required=url in stream.checksummed)
         for start in starts:
             decode_audio(audio_member(sample), start, 16000)
 
     def checked_blocks() -> int:
         """Blocks the stream holds as checked, COMPLETE counted as one more."""
         if ledger == "shared":
-            return sum(bin(w).count("1") for w in stream._blocks)
-        return len(stream._verified[(url, "six")])
+            return sum(bin(w).count("1") for w in stream.ledger.blocks)
+        return len(stream.ledger.verified[(url, "six")])
 
     crops(0, 70000)  # bytes 44-32044 and 140044-172044: blocks 0 and 2, not block 1
     assert checked_blocks() == 2  # and not COMPLETE: it would count as a third bit

@@ -1,30 +1,32 @@
-"""WebDataset tar shards of audio: the format (:mod:`.format`), writing (:mod:`.writer`) and
-reading (:mod:`.reader`). The format is described in ``docs/shards.md``."""
+"""WebDataset tar shards of audio: the format (:mod:`.format`), writing (:mod:`.writer`),
+reading (:mod:`.reader`) and block checksums (:mod:`.checksums`); see ``docs/shards.md``."""
 
 from __future__ import annotations
 
+from .checksums import (
+    BLOCK_HASHES,
+    COMPLETE,
+    DamagedSampleError,
+    check_sample,
+    checksum_record,
+    checksummed_shards,
+    member_checksum,
+)
 from .format import (
     AUDIO_EXTS,
     AUDIO_FORMATS,
-    BLOCK_HASHES,
     CHECKSUMS_EXT,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
-    checksum_record,
-    checksummed_shards,
     load_manifest,
-    member_checksum,
     shard_urls,
 )
 from .reader import (
-    COMPLETE,
     DECODE_ERRORS,
-    DamagedSampleError,
     TarMember,
     audio_info,
     audio_member,
-    check_sample,
     decode_audio,
     decode_json,
     is_url,

@@ -13,14 +13,12 @@ layouts via soundfile) and JSON; nothing is ever pickled.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import logging
 import os
 import re
 import struct
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,26 +27,16 @@ import numpy as np
 import soundfile as sf
 
 from ...audio import AudioReadError
-from .format import (
-    AUDIO_EXTS,
-    BLOCK_HASHES,
-    CHECKSUMS_EXT,
-    checksummed_shards,
-    load_manifest,
-    member_checksum,
-    shard_urls,
-)
+from .checksums import DamagedSampleError, check_sample, checksummed_shards
+from .format import AUDIO_EXTS, CHECKSUMS_EXT, load_manifest, shard_urls
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "COMPLETE",
     "DECODE_ERRORS",
-    "DamagedSampleError",
     "TarMember",
     "audio_info",
     "audio_member",
-    "check_sample",
     "decode_audio",
     "decode_json",
     "is_url",
@@ -67,79 +55,6 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # pipe:, http://, s3://, file: 
 def is_url(path: str) -> bool:
     """Whether a shard is a stream (``pipe:``, ``http://``, ...) rather than a local file."""
     return bool(_URL.match(path))
-
-
-class DamagedSampleError(ValueError):
-    """A sample whose members do not match their checksums, or lack one (says which)."""
-
-
-# the block index that marks a member whose every block is checked (in check_sample's `done`)
-COMPLETE = -1
-_SPAN = threading.local()  # a read buffer per thread (_BlockCheck.read)
-_DIGEST_WIDTH = {name: len(digest(b"")) for name, digest in BLOCK_HASHES.items()}
-
-
-class _BlockCheck:
-    """Checks the blocks of one member against its record as they are read, each block once.
-
-    ``done`` holds the indices of blocks already checked: a set of this read, or a record that
-    outlives it (the data module's, in shared memory, so a track is not checked twice). Its
-    ``len`` is the number of blocks checked, so that completeness costs no scan of the blocks.
-    """
-
-    __slots__ = ("ext", "digests", "width", "digest", "block_size", "done", "n_blocks")
-
-    def __init__(self, ext: str, digests: str, hash_name: str, block_size: int, done: Any) -> None:
-        self.ext = ext
-        self.digests = digests
-        self.digest = BLOCK_HASHES[hash_name]
-        self.width = _DIGEST_WIDTH[hash_name]
-        self.block_size = block_size
-        self.done = done
-        self.n_blocks = len(digests) // self.width
-
-    def verify(self, data: Any, offset: int, blocks: Sequence[int]) -> None:
-        """Check ``blocks`` of ``data``, the member's bytes from ``offset`` on."""
-        view, bs, w = memoryview(data), self.block_size, self.width
-        for i in blocks:
-            at = i * bs - offset
-            if self.digest(view[at : at + bs]) != self.digests[i * w : (i + 1) * w]:
-                raise DamagedSampleError(
-                    f"checksum mismatch in its .{self.ext} member (bytes {i * bs}-"
-                    f"{i * bs + len(view[at : at + bs])})"
-                )
-            self.done.add(i)
-        # `done` holds only indices of this member's blocks (and COMPLETE, not yet here), so
-        # its size says whether all are checked; a shared record counts its bits
-        if len(self.done) >= self.n_blocks:
-            self.done.add(COMPLETE)
-
-    def read(self, member: TarMember, start: int, length: int) -> bytes | memoryview:
-        """``length`` bytes from ``start`` of ``member``, having checked the blocks they touch.
-
-        Bytes read to check blocks come as a view of this thread's read buffer, valid until
-        the thread's next checked read (:meth:`TarMember.pview`).
-        """
-        bs = self.block_size
-        first, last = start // bs, (start + length - 1) // bs
-        done = self.done
-        todo = [i for i in range(first, last + 1) if i not in done]
-        if not todo:
-            return member.raw(start, length)
-        # the bytes asked for, and the rest of the blocks to check at either end (an end block
-        # checked before is not read again): reading from the page cache costs more than hashing
-        lo = first * bs if todo[0] == first else start
-        hi = min((last + 1) * bs, member.size) if todo[-1] == last else start + length
-        # read into a buffer kept for the next read: a fresh one per crop costs more page
-        # faults than the hashing
-        buffer = getattr(_SPAN, "buffer", b"")
-        if len(buffer) < hi - lo:
-            buffer = _SPAN.buffer = bytearray(max(hi - lo, 4 * bs))
-        member.file.seek(member.offset + lo)
-        view = memoryview(buffer)[: hi - lo]
-        view = view[: member.file.readinto(view) or 0]
-        self.verify(view, lo, todo)
-        return view[start - lo : start - lo + length]
 
 
 class TarMember:
@@ -166,7 +81,7 @@ class TarMember:
         self._pos = 0
         self._head: bytes | None = None
         # set by check_sample: every read checks the blocks it touches
-        self.check: _BlockCheck | None = None
+        self.check: Any = None  # a checksums._BlockCheck
         # damage met inside soundfile's read callbacks, which cannot raise (see _soundfile)
         self.damage: DamagedSampleError | None = None
 
@@ -584,116 +499,6 @@ def _pax_records(payload: bytes, path: str) -> dict[str, str]:
     except ValueError:
         raise ValueError(f"{path} is damaged: invalid pax header") from None
     return out
-
-
-def check_sample(
-    sample: Mapping[str, Any], required: bool = False, done: Any = None, full: bool = False
-) -> bool:
-    """Check a sample's members against its ``{key}.checksums.json`` record.
-
-    Members held as bytes are checked here, whole. A :class:`TarMember` (a lazily read audio
-    member) is checked as it is read: each read checks the blocks it touches, so a random crop
-    checks only its own blocks. Records of version 1 (one CRC-32 per whole member, before
-    blocks) are checked here, whole.
-
-    Args:
-        sample: A sample as :func:`read_shard` yields it: ``{"__key__": ..., ext: bytes |
-            TarMember, ...}``.
-        required: The shard was written with checksums, so a sample without a record (its
-            header lost to damage) is damaged, not unverified.
-        done: Where the audio member's checked blocks are recorded (``in``, ``add`` and
-            ``len``, which counts the blocks recorded, not :data:`COMPLETE`), when
-            it should outlive this read: blocks found in it are not checked again. Once every
-            block is, :data:`COMPLETE` is added, and the sample is not checked again (a
-            version-1 sample, checked whole, gets it at once).
-        full: Check every block now, not as they are read (``musictag verify``).
-
-    Returns:
-        ``True`` when verified (or being verified as read); ``False`` when the sample has no
-        record and none is required.
-
-    Raises:
-        DamagedSampleError: naming the member and the problem.
-    """
-    record = sample.get(CHECKSUMS_EXT)
-    audio_present = not sample.keys().isdisjoint(AUDIO_EXTS)
-    if record is None:
-        if required:
-            missing = [] if audio_present else ["audio"]
-            missing += [] if "json" in sample else ["json"]
-            raise DamagedSampleError(
-                "its checksum record is missing"
-                + (f", and so is its {' and '.join(missing)} member" if missing else "")
-                + " (a damaged tar header)"
-            )
-        return False
-    if done is not None and COMPLETE in done:  # every block checked by this reader already
-        return True
-    hash_name, block_size, sums = _parse_record(_bytes(record))
-    if not audio_present:
-        raise DamagedSampleError("its audio member is missing (a damaged tar header)")
-    if block_size == 0:
-        for ext, expected in sums:
-            if ext not in sample:
-                raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
-            if member_checksum(_bytes(sample[ext])) != expected:
-                raise DamagedSampleError(f"checksum mismatch in its .{ext} member")
-        if done is not None:
-            done.add(COMPLETE)
-        return True
-    digest, width = BLOCK_HASHES[hash_name], _DIGEST_WIDTH[hash_name]
-    for ext, digests in sums:
-        if ext not in sample:
-            raise DamagedSampleError(f"its .{ext} member is missing (a damaged tar header)")
-        member = sample[ext]
-        if (
-            not isinstance(member, TarMember)
-            and len(digests) == width
-            and 0 < len(member) <= block_size
-            and digest(member) == digests
-        ):
-            continue  # a member of one intact block (the JSON): the common case, made short
-        keep = done if done is not None and ext in AUDIO_EXTS else set()
-        check = _BlockCheck(ext, digests, hash_name, block_size, keep)
-        if check.n_blocks != -(-len(member) // block_size):
-            raise DamagedSampleError(
-                f"its .{ext} member is {len(member)} bytes, not the length its checksums cover"
-            )
-        if isinstance(member, TarMember):
-            member.check = check
-            if full:
-                member.read_all()
-        else:
-            check.verify(member, 0, range(check.n_blocks))
-    return True
-
-
-@functools.lru_cache(maxsize=1 << 14)
-def _parse_record(record: bytes) -> tuple[str, int, tuple[tuple[str, str], ...]]:
-    """``(hash name, block size, ((ext, digests), ...))`` of a checksum record (block size 0:
-    version 1, one CRC-32 per member).
-
-    Cached: a stream reads a track's record every epoch until all its blocks are checked, and
-    parsing it cost as much as checking a block (16 Ki records of 30-s tracks: ~20 MB).
-    """
-    try:
-        fields = json.loads(record)
-        if "crc32" in fields:  # version 1
-            sums, hash_name, block_size = fields["crc32"], "crc32", 0
-        else:
-            sums, hash_name = fields["blocks"], str(fields["hash"])
-            block_size = int(fields["block_size"])
-            if hash_name not in BLOCK_HASHES or block_size < 1:
-                raise ValueError(f"hash {hash_name!r}, block size {block_size}")
-        if not isinstance(sums, dict) or not sums:
-            raise ValueError("no checksum entries")
-        return hash_name, block_size, tuple((str(k), str(v)) for k, v in sums.items())
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise DamagedSampleError(f"its checksum record is damaged ({e})") from None
-
-
-def _bytes(member: bytes | TarMember) -> bytes:
-    return member.read_all() if isinstance(member, TarMember) else bytes(member)
 
 
 def decode_json(b: bytes) -> dict:

@@ -12,7 +12,6 @@ shards and a byte-identical ``manifest.json`` whichever way it ran. A broken fil
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import io
 import json
 import logging
@@ -33,19 +32,16 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ...audio import AudioReader, AudioReadError, describe_read_error, to_mono_resampled
+from .checksums import BLOCK_HASH, CHECKSUM_BLOCK, SHARD_HASH, HashingWriter, checksum_record
 from .format import (
     AUDIO_FORMATS,
-    BLOCK_HASH,
-    CHECKSUM_BLOCK,
     CHECKSUMS_EXT,
     FAILURES_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
     PARTS_DIR,
-    SHARD_HASH,
     TRUNCATED_NAME,
-    checksum_record,
 )
 
 log = logging.getLogger(__name__)
@@ -345,20 +341,11 @@ def _probe(path: str) -> tuple[int, int] | str:
 def _probe_all(
     paths: list[str], pool: concurrent.futures.Executor | None, workers: int, progress: bool
 ) -> list[tuple[int, int] | str]:
-    bar = tqdm(total=len(paths), desc="reading headers", unit="file", disable=not progress)
-    with bar:
-        if pool is None:
-            out = []
-            for p in paths:
-                out.append(_probe(p))
-                bar.update()
-            return out
-        chunk = max(1, min(256, len(paths) // (8 * workers)))
-        out = []
-        for r in pool.map(_probe, paths, chunksize=chunk):
-            out.append(r)
-            bar.update()
-        return out
+    chunk = max(1, min(256, len(paths) // (8 * workers)))
+    probes = map(_probe, paths) if pool is None else pool.map(_probe, paths, chunksize=chunk)
+    return list(
+        tqdm(probes, total=len(paths), desc="reading headers", unit="file", disable=not progress)
+    )
 
 
 def _estimate_bytes(entry: dict[str, Any], frames: int, in_sr: int, sample_rate: int) -> int:
@@ -462,27 +449,22 @@ def _check_existing(
             raise ValueError(
                 f"{sidecar_path} is damaged ({e}); delete it to rewrite shard {name}"
             ) from e
-        found_format = sidecar.get("audio_format", "flac")  # sidecars before pcm16 were FLAC
-        if (
-            sidecar.get("sample_rate") != sample_rate
-            or sidecar.get("plan") != shard["plan"]
-            or found_format != audio_format
-            or sidecar.get("strict", False) != strict
-        ):
+        # sidecars before pcm16 were FLAC, before strict were not strict
+        found = {"sample_rate": None, "audio_format": "flac", "strict": False}
+        changed = [
+            f"{k} {sidecar.get(k, found[k])!r} != {v!r}"
+            for k, v in task_settings.items()
+            if k != "out_dir" and sidecar.get(k, found[k]) != v
+        ]
+        if changed or sidecar.get("plan") != shard["plan"]:
             planned_keys = [e["key"] for e in shard["plan"]]
             found_keys = [e.get("key") for e in sidecar.get("plan", [])]
             what = (
-                f"sample_rate {sidecar.get('sample_rate')} != {sample_rate}"
-                if sidecar.get("sample_rate") != sample_rate
-                else f"audio_format {found_format!r} != {audio_format!r}"
-                if found_format != audio_format
-                else f"strict {sidecar.get('strict', False)} != {strict}"
-                if sidecar.get("strict", False) != strict
-                else (
-                    f"planned keys {_preview(planned_keys)} != written {_preview(found_keys)}"
-                    if planned_keys != found_keys
-                    else "same keys but different tags, metadata, track ids or source paths"
-                )
+                changed[0]
+                if changed
+                else f"planned keys {_preview(planned_keys)} != written {_preview(found_keys)}"
+                if planned_keys != found_keys
+                else "same keys but different tags, metadata, track ids or source paths"
             )
             raise ValueError(
                 f"{out_dir / name} was written by a different job ({what}): the inputs or "
@@ -546,7 +528,7 @@ def _write_shard(task: dict[str, Any], on_item: Callable[[], Any] | None = None)
     samples, failures, truncated = [], [], []
     tmp = out_dir / f".{name}.tmp"
     with open(tmp, "wb") as fh:
-        digest = _HashingWriter(fh)
+        digest = HashingWriter(fh)
         with tarfile.open(fileobj=digest, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for entry in task["plan"]:
                 try:
@@ -635,21 +617,6 @@ def _encode_audio(
     buf = io.BytesIO()
     sf.write(buf, pcm, sample_rate, format="FLAC", subtype="PCM_16")
     return buf.getvalue(), int(pcm.size), reader.truncation
-
-
-class _HashingWriter:
-    """A write-only file object that hashes what passes through it (the shard's SHA-256)."""
-
-    def __init__(self, fh: Any) -> None:
-        self.fh = fh
-        self._hash = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self._hash.update(data)
-        return self.fh.write(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 def _pcm16_wav_bytes(pcm: np.ndarray, sample_rate: int) -> bytes:

@@ -249,12 +249,8 @@ def read_split_ids(split: str, split_dir: str | os.PathLike[str]) -> dict[str, l
 def read_cleaning_list(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """Read a urop2019 hand-checked tag list (``*_list_filtered.txt``).
 
-    Each line is a raw Last.fm tag; a leading ``-`` marks it as rejected. In the vocal lists
-    (``female_list_filtered.txt`` ...) kept lines are synonyms merged into the vocal tag and
-    ``-`` lines are tags that merely contain the word (``-female rappers``). In
-    ``genre_list_filtered.txt`` (the popular tags) ``-`` lines are non-genre tags that are
-    dropped (``-favorites``, ``-seen live``). The ``*_list.txt`` files are the same lists before
-    review (no ``-``).
+    Each line is a raw Last.fm tag; a leading ``-`` marks it as rejected (what that means per
+    list: ``docs/datasets.md``, "The urop2019 lists, exactly").
 
     Args:
         path: The list file.
@@ -310,9 +306,7 @@ def spelling_key(tag: str) -> str:
     """The key under which spelling variants of a tag are merged (urop2019's ``clean_1..4``).
 
     ``&`` and `` and `` become ``n``, everything but letters and digits is removed, and a single
-    trailing ``s`` is dropped: ``Hip-Hop``, ``hip hop`` and ``hiphop`` share ``hiphop``;
-    ``r&b``, ``R & B`` and ``rnb`` share ``rnb``; ``rock and roll``, ``rock 'n' roll`` and
-    ``rock n roll`` share ``rocknroll``; ``ballads`` and ``ballad`` share ``ballad``.
+    trailing ``s`` is dropped: ``Hip-Hop``, ``hip hop`` and ``hiphop`` share ``hiphop``.
     Decades get ``decade:<d>0s`` (:func:`decade`).
 
     Args:
@@ -371,22 +365,11 @@ def build_tag_map(
 ) -> tuple[dict[int, str], TagMapReport]:
     """Map every raw Last.fm tag to its cleaned name, or leave it out (dropped).
 
-    With ``clean=False`` tags keep their exact raw spelling (``Hip-Hop``, ``female vocalists``);
-    only ``merge`` and ``drop`` apply, to exact names. That reproduces the Choi / Won top-50 (use
-    ``tag_list``). With ``clean=True``, in this order:
-
-    1. Tags are normalised (:func:`normalise_tag`); tags that normalise to the same string are one.
-    2. Vocal groups (needs ``lists_dir``): every kept line of ``<group>_list_filtered.txt``, and
-       the group name itself, becomes the group (``female vocalists`` -> ``female``). These tags
-       are exempt from the next steps. ``-`` lines of those lists are ordinary tags, never
-       merged into the group.
-    3. Drops: the ``-`` lines of ``genre_list_filtered.txt`` (with ``lists_dir``), ``drop``, and
-       decades if ``drop_decades``. A dropped tag leaves the pool *before* merging, as in
-       urop2019: ``80's`` is on the drop list, so it is not merged into ``80s``.
-    4. Spelling variants are merged (:func:`spelling_key`; decades to ``80s`` form) into the most
-       popular spelling (ties: alphabetical), and ``merge`` (source -> target; ``None`` means
-       :data:`DEFAULT_MERGE`) joins whole variant groups, named after the target. A target may
-       be a vocal group.
+    With ``clean=False`` tags keep their exact raw spelling and only ``merge`` and ``drop``
+    apply, to exact names (the Choi / Won top-50, with ``tag_list``). With ``clean=True``:
+    normalise (:func:`normalise_tag`), vocal groups, drops, then spelling merges
+    (:func:`spelling_key`) and ``merge``, as ``docs/datasets.md`` ("How the tags are cleaned")
+    describes step by step.
 
     Args:
         raw_tags: Tag number (rowid of ``tags``) -> raw tag.

@@ -20,6 +20,7 @@ note patterns, voicings and noise). Usage: ``docs/datasets.md#synthetic-collecti
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import logging
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import signal
+from tqdm.auto import tqdm
 
 from musictag.data.shards import AudioItem, ShardWriteReport, write_shards
 
@@ -695,28 +697,13 @@ def generate_collection(
         (seed, i, float(duration), int(sample_rate), str(out / p)) for i, p in enumerate(rel_paths)
     ]
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_clips, desc="synth clips", unit="clip")
-    tags: list[tuple[str, ...]] = []
-    try:
-        if workers <= 1:
-            results: Iterable[tuple[str, ...]] = map(_write_clip, jobs)
-            for t in results:
-                tags.append(t)
-                if bar is not None:
-                    bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for t in pool.map(_write_clip, jobs, chunksize=max(1, n_clips // (8 * workers))):
-                    tags.append(t)
-                    if bar is not None:
-                        bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
+    with contextlib.ExitStack() as stack:
+        results: Iterable[tuple[str, ...]] = map(_write_clip, jobs)
+        if workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
+            results = pool.map(_write_clip, jobs, chunksize=max(1, n_clips // (8 * workers)))
+        shown = tqdm(results, total=n_clips, desc="synth clips", unit="clip", disable=not progress)
+        tags: list[tuple[str, ...]] = list(shown)
 
     splits = _assign_splits(tags, split_fractions, seed)
     labels = out / "labels.csv"
