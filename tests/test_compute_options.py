@@ -114,7 +114,7 @@ def test_train_speedup_compares_the_same_steps():
     assert "current_samples_s" not in row  # bf16-mixed against the c401046 copy only
     assert row["after"]["precision"] == "bf16-mixed" and row["after"]["channels_last"]
     assert 0 < row["max_loss_rel_diff"] < BF16_LOSS_TOLERANCE
-    assert not train_speedup.after_options("musicnn")["channels_last"]  # it loses there
+    assert not train_speedup.after_options("musicnn")["channels_last"]  # no 2D conv to gain
 
 
 def test_c401046_baseline_runs_the_blocks_of_then_with_the_same_values():
