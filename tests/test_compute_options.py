@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -105,12 +106,33 @@ def test_bf16_autocast_paths_run_on_cpu():
 def test_train_speedup_compares_the_same_steps():
     small = {"channels": [8, 8, 16], "n_mels": 32, "crop_samples": 16000}
     row = train_speedup.compare("short", batch=2, steps=1, warmup=1, after="fp32", **small)
-    assert len(row["before_losses"]) == len(row["after_losses"]) == 2
+    assert len(row["before_losses"]) == len(row["after_losses"]) == len(row["current_losses"]) == 2
     assert row["max_loss_rel_diff"] < 1e-3 and row["speedup"] > 0
-    row = train_speedup.compare("short", batch=2, steps=1, warmup=1, **small)  # bf16-mixed
+    # the c401046 copy only moves the ReLU after the pool back: the same float32 losses
+    assert row["current_loss_rel_diff"] < 1e-6 and row["speedup_vs_current"] > 0
+    row = train_speedup.compare("short", batch=2, steps=1, warmup=1, current=False, **small)
+    assert "current_samples_s" not in row  # bf16-mixed against the c401046 copy only
     assert row["after"]["precision"] == "bf16-mixed" and row["after"]["channels_last"]
     assert 0 < row["max_loss_rel_diff"] < BF16_LOSS_TOLERANCE
-    assert not train_speedup.after_options("musicnn")["channels_last"]  # it loses there
+    assert not train_speedup.after_options("musicnn")["channels_last"]  # no 2D conv to gain
+
+
+def test_c401046_baseline_runs_the_blocks_of_then_with_the_same_values():
+    """``as_of_c401046`` restores the forward of the blocks that changed since issue 14 was filed.
+    Checked once against that commit's own code: bit-identical float32 losses over 3 steps of
+    fcn, musicnn, short and short_res (docs/benchmarks.md)."""
+    torch.manual_seed(0)
+    now = musictag.create_model("musicnn", n_tags=4, backend_channels=8, embed_dim=16).eval()
+    then = train_speedup.as_of_c401046(copy.deepcopy(now))
+    conv_v = then.backbone.layers[0]
+    assert conv_v.forward.__func__ is train_speedup.FORWARD_C401046[type(conv_v)]
+    assert (
+        then.backbone.layer1.forward.__func__
+        is train_speedup.FORWARD_C401046[type(then.backbone.layer1)]
+    )
+    x = 0.3 * torch.randn(2, now.crop_samples, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(then(x), now(x), rtol=1e-5, atol=1e-5)
 
 
 BF16_LOSS_TOLERANCE = 0.10

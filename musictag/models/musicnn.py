@@ -13,18 +13,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import Backbone
 from .blocks import ConvBlock1d
 
-__all__ = ["ConvH", "ConvV", "Musicnn"]
+__all__ = ["ConvH", "ConvV", "Musicnn", "vertical_conv"]
 
 
 class ConvV(nn.Module):
     """Vertical (timbral) filter: Conv2d without frequency padding → BN → ReLU → max over frequency.
 
-    The ``Conv_V`` of the published implementation (attribute names ``conv``, ``bn``).
+    The ``Conv_V`` of the published implementation (attribute names ``conv``, ``bn``). The
+    convolution runs as :func:`vertical_conv` (a 1D convolution over frequency windows, the same
+    values and gradients to float32 round-off) with the weights of ``conv``, an ``nn.Conv2d``.
 
     Args:
         in_channels: Input channels.
@@ -44,10 +47,42 @@ class ConvV(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, frames = x.shape[0], x.shape[-1]
+        y = vertical_conv(x, self.conv.weight, self.conv.bias)  # [batch * bands, C, frames]
+        # BatchNorm2d on [batch * bands, C, frames, 1]: the same per-channel statistics as on
+        # [batch, C, bands, frames]
+        y = self.bn(y.unsqueeze(-1)).view(batch, -1, y.shape[1], frames)
         # max, then ReLU: see ConvBlock2d. max(dim).values, not amax: the same values, and its
         # backward scatters into the argmax instead of comparing the whole map with the max
         # (3x faster in bf16; the gradients differ only where two frequencies tie exactly)
-        return self.relu(self.bn(self.conv(x)).max(dim=2).values)
+        return self.relu(y.max(dim=1).values)
+
+
+def vertical_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 2D convolution without frequency padding, as a 1D convolution over frequency windows.
+
+    The same sums as ``F.conv2d(x, weight, bias, padding=(0, width // 2))`` (float32 round-off),
+    rearranged: each window of ``height`` bands becomes a batch item with ``in_channels · height``
+    channels. A filter that spans most of the bands over one input channel is a badly shaped
+    2D convolution for oneDNN, whose backward ran 3-4x slower than this 1D one (float32 and
+    bf16, ``docs/benchmarks.md``, "Training step (CPU)").
+
+    Args:
+        x: ``[batch, in_channels, bands, frames]``.
+        weight: ``[out_channels, in_channels, height, width]`` (odd ``width``).
+        bias: ``[out_channels]`` or ``None``.
+
+    Returns:
+        ``[batch * (bands - height + 1), out_channels, frames]``, window-major within each item.
+    """
+    _, in_channels, _, frames = x.shape
+    out_channels, _, height, width = weight.shape
+    if torch.is_autocast_enabled(x.device.type):  # cast before the windows copy x height times
+        x = x.to(torch.get_autocast_dtype(x.device.type))
+    windows = x.unfold(2, height, 1)  # [batch, in_channels, windows, frames, height]
+    windows = windows.permute(0, 2, 1, 4, 3).reshape(-1, in_channels * height, frames)
+    kernel = weight.reshape(out_channels, in_channels * height, width)
+    return F.conv1d(windows, kernel, bias, padding=width // 2)
 
 
 class ConvH(nn.Module):
