@@ -280,6 +280,17 @@ def test_train_command_members_and_finetune_flags(capsys):
     assert "--members must be 0 or more" in capsys.readouterr().err
 
 
+def test_threads_follow_the_cpus_other_work_leaves_free(monkeypatch):
+    from musictag.training import api
+
+    busy = api._busy_cpus(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6
+    monkeypatch.setattr(api.os, "cpu_count", lambda: 2)
+    for others, threads in ((0.0, 2), (0.4, 2), (0.8, 1), (1.0, 1), (1.9, 1), (None, 2)):
+        monkeypatch.setattr(api, "_busy_cpus", lambda others=others: others)
+        assert api._cpu_threads(2) == threads
+
+
 def test_augmentations():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 1, 16, 50)

@@ -136,20 +136,42 @@ def train_tagger(cfg: TrainConfig) -> TrainResult:
 
 
 def _cpu_threads(default: int) -> int:
-    """One thread when the CPUs are already busy, else torch's default.
+    """As many threads as there are CPUs that other work leaves free now (at least one).
 
-    On a machine whose load average exceeds its cores, OpenMP threads wait for each other: a
+    On a machine whose CPUs are taken, OpenMP threads wait for each other at every barrier: a
     training step of the scratch model took 2.0-2.6 s with two threads and 1.3 s with one (load
-    11 on 2 cores), and a probe fit 20 s against 1.4 s.
+    11 on 2 cores), and a probe fit 20 s against 1.4 s. The CPUs' idle time is sampled for a
+    moment (``/proc/stat``), not read from the load average: that lags by a minute, so a run
+    started right after another job (``train`` from scratch, then ``train --pretrained``) used
+    to see the finished job's load and train on one thread of an idle machine.
     """
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):  # not available on this platform
+    busy = _busy_cpus()
+    if busy is None:
         return default
-    busy = load >= (os.cpu_count() or 1)
-    if busy:
-        log.info("load average %.1f on %d CPUs: training on one thread", load, os.cpu_count())
-    return 1 if busy else default
+    free = max(1, int((os.cpu_count() or 1) - busy + 0.5))
+    if free < default:
+        log.info("%.1f of %d CPUs busy with other work: training on %d thread(s)",
+                 busy, os.cpu_count(), free)  # fmt: skip
+    return min(default, free)
+
+
+def _busy_cpus(seconds: float = 0.3) -> float | None:
+    """CPUs busy over the next ``seconds`` (``/proc/stat``; ``None`` where it cannot be read)."""
+
+    def times() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(seconds)
+        total1, idle1 = times()
+    except (OSError, ValueError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
 
 
 def _train(cfg: TrainConfig, t0: float, deadline: float, device: torch.device) -> TrainResult:
